@@ -1,0 +1,269 @@
+//! `autoagent eval`: run an agent on tasks, show progress, print the results table.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use autoagent_eval::job::{JobConfig, JobOutcome};
+use autoagent_eval::{JobObserver, NopAgent, OracleAgent, TrialAgent, is_infrastructure};
+use autoagent_harbor::TrialResult;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use crate::sandbox::{SandboxKind, backend};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AgentKind {
+    /// The task's reference solution (solution/solve.sh).
+    Oracle,
+    /// Does nothing: the tests should fail.
+    Nop,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// A task dir or a dataset dir (a dir of task dirs).
+    #[arg(short = 'p', long = "path", visible_alias = "tasks", default_value = "tasks")]
+    pub path: PathBuf,
+    /// The agent to run.
+    #[arg(short = 'a', long = "agent", value_enum, default_value = "oracle")]
+    pub agent: AgentKind,
+    /// Trials run at once.
+    #[arg(short = 'n', long = "n-concurrent", default_value_t = 4)]
+    pub n_concurrent: usize,
+    /// Trials per task.
+    #[arg(short = 'k', long = "n-attempts", default_value_t = 1)]
+    pub n_attempts: u32,
+    /// Where job folders go.
+    #[arg(short = 'o', long = "jobs-dir", default_value = "jobs")]
+    pub jobs_dir: PathBuf,
+    /// The job's folder name; running again with the same name resumes the job.
+    #[arg(long)]
+    pub job_name: Option<String>,
+    /// Only tasks whose name matches (a glob; repeatable).
+    #[arg(short = 'i', long = "include-task-name")]
+    pub include: Vec<String>,
+    /// Leave out tasks whose name matches (a glob; repeatable).
+    #[arg(short = 'x', long = "exclude-task-name")]
+    pub exclude: Vec<String>,
+    /// Where trials run; default: docker when a daemon answers, else local.
+    #[arg(long, value_enum)]
+    pub sandbox: Option<SandboxKind>,
+    /// Retries of a trial that failed for an infrastructure reason.
+    #[arg(short = 'r', long, default_value_t = 0)]
+    pub max_retries: u32,
+    /// Rebuild task images even when cached or prebuilt.
+    #[arg(long)]
+    pub force_build: bool,
+    /// Scales every task timeout.
+    #[arg(long, default_value_t = 1.0)]
+    pub timeout_multiplier: f64,
+    /// Print the job's result.json instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Draws the progress bar from job events.
+struct Progress {
+    bar: ProgressBar,
+    running: AtomicU64,
+    errors: AtomicU64,
+    rewards: Mutex<(f64, u64)>,
+}
+
+impl Progress {
+    fn refresh(&self) {
+        let (sum, n) = self.rewards.lock().map(|r| *r).unwrap_or((0.0, 0));
+        let mean = if n == 0 { "-".to_owned() } else { format!("{:.3}", sum / n as f64) };
+        self.bar.set_message(format!(
+            "running {}  errors {}  mean {mean}",
+            self.running.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed)
+        ));
+    }
+}
+
+impl JobObserver for Progress {
+    fn job_started(&self, total: usize, already_done: usize) {
+        self.bar.set_length(total as u64);
+        self.bar.set_position(already_done as u64);
+        if already_done > 0 {
+            self.bar.println(format!("resuming: {already_done} of {total} trials already done"));
+        }
+        self.refresh();
+    }
+    fn trial_started(&self, _trial: &str, _task: &str) {
+        self.running.fetch_add(1, Ordering::Relaxed);
+        self.refresh();
+    }
+    fn trial_retrying(&self, trial: &str, exception: &str, attempt: u32) {
+        self.bar.println(format!("retrying {trial} after {exception} (retry {attempt})"));
+    }
+    fn trial_finished(&self, r: &TrialResult) {
+        self.running.fetch_sub(1, Ordering::Relaxed);
+        if r.exception_info.is_some() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut m) = self.rewards.lock() {
+            m.0 += r.reward().unwrap_or(0.0);
+            m.1 += 1;
+        }
+        self.bar.inc(1);
+        self.refresh();
+    }
+}
+
+pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let agent: Arc<dyn TrialAgent> = match args.agent {
+        AgentKind::Oracle => Arc::new(OracleAgent),
+        AgentKind::Nop => Arc::new(NopAgent),
+    };
+    let backend = backend(args.sandbox).await?;
+    let config = JobConfig {
+        job_name: args
+            .job_name
+            .clone()
+            .unwrap_or_else(|| chrono::Local::now().format("%Y-%m-%d__%H-%M-%S").to_string()),
+        jobs_dir: args.jobs_dir.clone(),
+        path: std::path::absolute(&args.path).unwrap_or(args.path.clone()),
+        agent: agent.name().to_owned(),
+        model: None,
+        agent_kwargs: Default::default(),
+        n_attempts: args.n_attempts.max(1),
+        max_retries: args.max_retries,
+        include: args.include.clone(),
+        exclude: args.exclude.clone(),
+        sandbox: backend.kind().to_owned(),
+        force_build: args.force_build,
+        timeout_multiplier: args.timeout_multiplier,
+        disable_verification: false,
+        n_concurrent: args.n_concurrent.max(1),
+    };
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("[{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(250));
+    let progress = Arc::new(Progress {
+        bar: bar.clone(),
+        running: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        rewards: Mutex::new((0.0, 0)),
+    });
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    let outcome = autoagent_eval::run_job(&config, backend, agent, progress, cancel)
+        .await
+        .context("eval")?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome.result)?);
+    } else {
+        print!("{}", render_summary(&outcome));
+    }
+    if outcome.cancelled {
+        eprintln!(
+            "interrupted: finished trials are kept; resume with --job-name {}",
+            config.job_name
+        );
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The table a person reads after a job: one row per trial, then the metrics.
+pub fn render_summary(o: &JobOutcome) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let w_task = o.trials.iter().map(|t| t.task_name.len()).max().unwrap_or(4).max(4);
+    let w_trial = o.trials.iter().map(|t| t.trial_name.len()).max().unwrap_or(5).max(5);
+    let _ = writeln!(s, "{:<w_task$}  {:<w_trial$}  {:>8}  error", "task", "trial", "reward");
+    for t in &o.trials {
+        let reward = match t.rewards() {
+            Some(r) if r.len() == 1 => r.values().next().map(|v| v.to_string()).unwrap_or_default(),
+            Some(r) => r.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+            None => "-".to_owned(),
+        };
+        let error = match t.exception_type() {
+            Some(e) if is_infrastructure(e) => format!("{e} (infrastructure)"),
+            Some(e) => e.to_owned(),
+            None => String::new(),
+        };
+        let _ = writeln!(s, "{:<w_task$}  {:<w_trial$}  {reward:>8}  {error}", t.task_name, t.trial_name);
+    }
+    let _ = writeln!(s);
+    for (key, ev) in &o.result.stats.evals {
+        let metrics = ev
+            .metrics
+            .iter()
+            .flat_map(|m| m.iter().map(|(k, v)| format!("{k} {v:.3}")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(s, "{key}: {metrics}");
+        if !ev.pass_at_k.is_empty() {
+            let p = ev
+                .pass_at_k
+                .iter()
+                .map(|(k, v)| format!("pass@{k} {v:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = writeln!(s, "  {p}");
+        }
+    }
+    let infra: Vec<&TrialResult> = o
+        .trials
+        .iter()
+        .filter(|t| t.exception_type().is_some_and(is_infrastructure))
+        .collect();
+    let scored = o.trials.len() - infra.len();
+    let _ = writeln!(
+        s,
+        "trials: {} ({} scored, {} infrastructure errors, {} retries)",
+        o.trials.len(),
+        scored,
+        infra.len(),
+        o.result.stats.n_retries
+    );
+    if !infra.is_empty() {
+        let sum: f64 = o
+            .trials
+            .iter()
+            .filter(|t| !t.exception_type().is_some_and(is_infrastructure))
+            .map(|t| t.reward().unwrap_or(0.0))
+            .sum();
+        let _ = writeln!(
+            s,
+            "mean over scored trials: {:.3} (the mean above counts infrastructure errors as 0, as Harbor does)",
+            if scored == 0 { 0.0 } else { sum / scored as f64 }
+        );
+        for t in infra {
+            let msg = t
+                .exception_info
+                .as_ref()
+                .map(|e| e.exception_message.lines().next().unwrap_or_default().to_owned())
+                .unwrap_or_default();
+            let _ = writeln!(s, "  {}: {msg}", t.trial_name);
+        }
+    }
+    if !o.invalid_tasks.is_empty() {
+        let _ = writeln!(s, "invalid tasks (not run): {}", o.invalid_tasks.len());
+        for t in &o.invalid_tasks {
+            let _ = writeln!(s, "  {t}");
+        }
+    }
+    let _ = writeln!(s, "job: {}", o.job_dir.display());
+    s
+}

@@ -1,0 +1,567 @@
+//! A job: every (task × attempt) trial of a dataset, run under a concurrency limit, with
+//! infrastructure retries, a live `result.json`, and resume (spec §7, §9, §10).
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use autoagent_harbor::result::{
+    EvalStats, JobResult, JobStats, evals_key, mean_metric, pass_at_k, python_number_str,
+};
+use autoagent_harbor::{Dataset, InvalidTask, Task, TrialResult};
+use autoagent_sandbox::Backend;
+use chrono::Local;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::TrialAgent;
+use crate::trial::{NOT_RETRIED, TrialSpec, run_trial};
+
+/// What a job is: written to `<job>/config.json`; a resumed job must match it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobConfig {
+    pub job_name: String,
+    pub jobs_dir: PathBuf,
+    /// `-p`: a task dir or a dataset dir.
+    pub path: PathBuf,
+    pub agent: String,
+    /// The model, for agents that have one (part of the evals key).
+    pub model: Option<String>,
+    /// Agent settings that change what a trial does (a harness dir and its revision).
+    #[serde(default)]
+    pub agent_kwargs: BTreeMap<String, String>,
+    pub n_attempts: u32,
+    pub max_retries: u32,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub sandbox: String,
+    pub force_build: bool,
+    pub timeout_multiplier: f64,
+    #[serde(default)]
+    pub disable_verification: bool,
+    /// Not part of identity: a job may be resumed with another concurrency.
+    #[serde(skip)]
+    pub n_concurrent: usize,
+}
+
+impl JobConfig {
+    pub fn job_dir(&self) -> PathBuf {
+        self.jobs_dir.join(&self.job_name)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Dataset(#[from] autoagent_harbor::task::DatasetError),
+    #[error("no task matches the filters (-i {include:?} -x {exclude:?}) among {available} task(s)")]
+    NoTasks {
+        include: Vec<String>,
+        exclude: Vec<String>,
+        available: usize,
+    },
+    #[error("invalid glob `{0}`: {1}")]
+    Glob(String, String),
+    #[error(
+        "job `{name}` exists in {dir} with a different configuration; resume it with the same settings or choose another --job-name.\n{diff}"
+    )]
+    ConfigMismatch {
+        name: String,
+        dir: PathBuf,
+        diff: String,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> JobError {
+    move |source| JobError::Io {
+        context: context.into(),
+        source,
+    }
+}
+
+/// What the caller hears while the job runs (the CLI draws its progress bar from these).
+pub trait JobObserver: Send + Sync {
+    fn job_started(&self, _total: usize, _already_done: usize) {}
+    fn trial_started(&self, _trial_name: &str, _task: &str) {}
+    fn trial_retrying(&self, _trial_name: &str, _exception: &str, _attempt: u32) {}
+    fn trial_finished(&self, _result: &TrialResult) {}
+}
+
+/// An observer that hears nothing.
+pub struct Silent;
+impl JobObserver for Silent {}
+
+/// What a finished (or interrupted) job produced.
+#[derive(Debug, Clone)]
+pub struct JobOutcome {
+    pub job_dir: PathBuf,
+    pub result: JobResult,
+    /// Every trial with a `result.json`, sorted by task then trial name (resumed ones included).
+    pub trials: Vec<TrialResult>,
+    /// Tasks that did not load, with why.
+    pub invalid_tasks: Vec<InvalidTask>,
+    /// True when the job was cancelled before every trial finished.
+    pub cancelled: bool,
+}
+
+/// Harbor's trial name: `<task_name[:32] without trailing _ and ->__<7 random chars>`.
+pub fn trial_name(task: &str) -> String {
+    let prefix: String = task.chars().take(32).collect();
+    let prefix = prefix.trim_end_matches(['_', '-']).replace('/', "-");
+    const ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+    let mut rng = rand::rng();
+    let suffix: String = (0..7)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{prefix}__{suffix}")
+}
+
+fn glob_match(patterns: &[String], name: &str) -> Result<bool, JobError> {
+    for p in patterns {
+        let pat = glob::Pattern::new(p).map_err(|e| JobError::Glob(p.clone(), e.to_string()))?;
+        if pat.matches(name) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Loads and filters the tasks for a job (`-p`, `-i`, `-x`).
+pub fn select_tasks(config: &JobConfig) -> Result<Dataset, JobError> {
+    let mut ds = Dataset::load(&config.path)?;
+    let available = ds.tasks.len() + ds.invalid.len();
+    let mut kept = Vec::new();
+    for t in std::mem::take(&mut ds.tasks) {
+        let included = config.include.is_empty() || glob_match(&config.include, &t.name)?;
+        if included && !glob_match(&config.exclude, &t.name)? {
+            kept.push(t);
+        }
+    }
+    let mut invalid = Vec::new();
+    for t in std::mem::take(&mut ds.invalid) {
+        let included = config.include.is_empty() || glob_match(&config.include, &t.error.task)?;
+        if included && !glob_match(&config.exclude, &t.error.task)? {
+            invalid.push(t);
+        }
+    }
+    if kept.is_empty() && invalid.is_empty() {
+        return Err(JobError::NoTasks {
+            include: config.include.clone(),
+            exclude: config.exclude.clone(),
+            available,
+        });
+    }
+    ds.tasks = kept;
+    ds.invalid = invalid;
+    Ok(ds)
+}
+
+/// Appends timestamped lines to `job.log`.
+#[derive(Clone)]
+struct JobLog(Arc<Mutex<Option<std::fs::File>>>);
+
+impl JobLog {
+    fn open(path: &Path) -> Self {
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(path).ok();
+        Self(Arc::new(Mutex::new(f)))
+    }
+    fn line(&self, msg: &str) {
+        if let Ok(mut f) = self.0.lock()
+            && let Some(f) = f.as_mut()
+        {
+            let _ = writeln!(f, "{} {msg}", Local::now().format("%Y-%m-%d %H:%M:%S%.3f"));
+        }
+    }
+}
+
+/// Shared, live state of a running job, from which `result.json` is rewritten after every trial.
+struct Live {
+    result: JobResult,
+    trials: Vec<TrialResult>,
+    running: u64,
+    pending: u64,
+}
+
+/// Runs (or resumes) a job. Cancelling `cancel` stops new trials, ends the running ones,
+/// removes their sandboxes, and returns what finished; their dirs are rerun on resume.
+pub async fn run_job(
+    config: &JobConfig,
+    backend: Arc<dyn Backend>,
+    agent: Arc<dyn TrialAgent>,
+    observer: Arc<dyn JobObserver>,
+    cancel: CancellationToken,
+) -> Result<JobOutcome, JobError> {
+    let dataset = select_tasks(config)?;
+    let job_dir = config.job_dir();
+    std::fs::create_dir_all(&job_dir).map_err(io_err(format!("creating {}", job_dir.display())))?;
+    let job_dir = std::path::absolute(&job_dir).unwrap_or(job_dir);
+    let log = JobLog::open(&job_dir.join("job.log"));
+
+    // Resume: the same config, finished trials kept, unfinished trial dirs removed.
+    let config_path = job_dir.join("config.json");
+    let mut previous_result: Option<JobResult> = None;
+    if config_path.is_file() {
+        let text = std::fs::read_to_string(&config_path)
+            .map_err(io_err(format!("reading {}", config_path.display())))?;
+        let old: JobConfig = serde_json::from_str(&text).map_err(|e| JobError::ConfigMismatch {
+            name: config.job_name.clone(),
+            dir: job_dir.clone(),
+            diff: format!("{}: {e}", config_path.display()),
+        })?;
+        let mut old_cmp = old.clone();
+        old_cmp.n_concurrent = config.n_concurrent;
+        if old_cmp != *config {
+            return Err(JobError::ConfigMismatch {
+                name: config.job_name.clone(),
+                dir: job_dir.clone(),
+                diff: config_diff(&old, config),
+            });
+        }
+        previous_result = std::fs::read_to_string(job_dir.join("result.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        log.line("resuming");
+    } else {
+        let bytes = serde_json::to_vec_pretty(config).unwrap_or_default();
+        std::fs::write(&config_path, bytes).map_err(io_err(format!("writing {}", config_path.display())))?;
+    }
+    let mut done: Vec<TrialResult> = Vec::new();
+    for entry in std::fs::read_dir(&job_dir).map_err(io_err(format!("listing {}", job_dir.display())))? {
+        let Ok(entry) = entry else { continue };
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        match std::fs::read_to_string(path.join("result.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<TrialResult>(&t).ok())
+        {
+            Some(r) => done.push(r),
+            None => {
+                log.line(&format!("removing unfinished trial {}", path.display()));
+                std::fs::remove_dir_all(&path).map_err(io_err(format!("removing {}", path.display())))?;
+            }
+        }
+    }
+
+    // What is left to run: n_attempts per task, minus those already finished.
+    let mut todo: Vec<Arc<Task>> = Vec::new();
+    for task in &dataset.tasks {
+        let have = done.iter().filter(|r| r.task_name == task.name).count();
+        for _ in have..config.n_attempts as usize {
+            todo.push(Arc::new(task.clone()));
+        }
+    }
+    let total = done.len() + todo.len();
+    for bad in &dataset.invalid {
+        log.line(&format!("invalid task: {bad}"));
+    }
+    log.line(&format!(
+        "job {}: {} trial(s), {} already done, agent {}, sandbox {}",
+        config.job_name,
+        total,
+        done.len(),
+        config.agent,
+        backend.kind()
+    ));
+    observer.job_started(total, done.len());
+
+    let started_at = previous_result
+        .as_ref()
+        .map(|r| r.started_at)
+        .unwrap_or_else(|| Local::now().naive_local());
+    let live = Arc::new(Mutex::new(Live {
+        result: JobResult {
+            id: previous_result
+                .as_ref()
+                .map(|r| r.id.clone())
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            started_at,
+            updated_at: None,
+            finished_at: None,
+            n_total_trials: total as u64,
+            stats: JobStats {
+                n_retries: previous_result.as_ref().map(|r| r.stats.n_retries).unwrap_or(0),
+                ..JobStats::default()
+            },
+        },
+        trials: done,
+        running: 0,
+        pending: todo.len() as u64,
+    }));
+    write_job_result(&job_dir, &live, config, false);
+
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(config.n_concurrent.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    let job_id = live.lock().map(|l| l.result.id.clone()).unwrap_or_default();
+    for task in todo {
+        let semaphore = semaphore.clone();
+        let backend = backend.clone();
+        let agent = agent.clone();
+        let observer = observer.clone();
+        let live = live.clone();
+        let job_dir = job_dir.clone();
+        let config = config.clone();
+        let log = log.clone();
+        let cancel = cancel.clone();
+        let source = dataset.name.clone();
+        let job_id = job_id.clone();
+        set.spawn(async move {
+            let Ok(_permit) = semaphore.acquire_owned().await else {
+                return;
+            };
+            if cancel.is_cancelled() {
+                return;
+            }
+            if let Ok(mut l) = live.lock() {
+                l.pending = l.pending.saturating_sub(1);
+                l.running += 1;
+            }
+            let name = trial_name(&task.name);
+            let spec = TrialSpec {
+                trial_dir: job_dir.join(&name),
+                trial_name: name.clone(),
+                source,
+                force_build: config.force_build,
+                timeout_multiplier: config.timeout_multiplier,
+                disable_verification: config.disable_verification,
+                config: trial_config_json(&config, &task, &name, &job_dir, &job_id),
+                labels: BTreeMap::from([("autoagent.job".to_owned(), job_id)]),
+                task,
+            };
+            observer.trial_started(&name, &spec.task.name);
+            log.line(&format!("trial {name} started"));
+            let mut attempt = 0;
+            let result = loop {
+                let r = tokio::select! {
+                    r = run_trial(&spec, backend.as_ref(), agent.as_ref()) => r,
+                    () = cancel.cancelled() => return,
+                };
+                let retry = match r.exception_type() {
+                    Some(kind) => !NOT_RETRIED.contains(&kind) && attempt < config.max_retries,
+                    None => false,
+                };
+                if !retry {
+                    break r;
+                }
+                attempt += 1;
+                let kind = r.exception_type().unwrap_or_default().to_owned();
+                log.line(&format!("trial {name}: {kind}; retry {attempt}/{}", config.max_retries));
+                observer.trial_retrying(&name, &kind, attempt);
+                if let Ok(mut l) = live.lock() {
+                    l.result.stats.n_retries += 1;
+                }
+                let _ = std::fs::remove_dir_all(&spec.trial_dir);
+                // Harbor's backoff: min(1 s × 1.0^attempt, 60 s).
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = cancel.cancelled() => return,
+                }
+            };
+            log.line(&format!(
+                "trial {name} finished: rewards {} exception {}",
+                result
+                    .rewards()
+                    .map(|r| serde_json::to_string(r).unwrap_or_default())
+                    .unwrap_or_else(|| "none".to_owned()),
+                result.exception_type().unwrap_or("none")
+            ));
+            if let Ok(mut l) = live.lock() {
+                l.running = l.running.saturating_sub(1);
+                l.trials.push(result.clone());
+            }
+            write_job_result(&job_dir, &live, &config, false);
+            observer.trial_finished(&result);
+        });
+    }
+    let mut cancelled = false;
+    loop {
+        tokio::select! {
+            next = set.join_next() => {
+                match next {
+                    None => break,
+                    Some(Err(e)) if e.is_panic() => log.line(&format!("a trial task panicked: {e}")),
+                    Some(_) => {}
+                }
+            }
+            () = cancel.cancelled(), if !cancelled => {
+                cancelled = true;
+                log.line("cancelled: stopping running trials and removing their sandboxes");
+                set.abort_all();
+            }
+        }
+    }
+    if cancelled {
+        backend.destroy_all().await;
+    }
+    write_job_result(&job_dir, &live, config, !cancelled);
+    let (result, mut trials) = {
+        let l = live.lock().map_err(|_| JobError::Io {
+            context: "job state".to_owned(),
+            source: std::io::Error::other("poisoned"),
+        })?;
+        (l.result.clone(), l.trials.clone())
+    };
+    trials.sort_by(|a, b| (&a.task_name, &a.trial_name).cmp(&(&b.task_name, &b.trial_name)));
+    Ok(JobOutcome {
+        job_dir,
+        result,
+        trials,
+        invalid_tasks: dataset.invalid,
+        cancelled,
+    })
+}
+
+/// The `config` recorded in each trial's `config.json` and `result.json`, in Harbor's shape.
+fn trial_config_json(
+    config: &JobConfig,
+    task: &Task,
+    trial_name: &str,
+    job_dir: &Path,
+    job_id: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "task": { "path": task.dir.display().to_string() },
+        "trial_name": trial_name,
+        "trials_dir": job_dir.display().to_string(),
+        "timeout_multiplier": config.timeout_multiplier,
+        "agent": {
+            "name": config.agent,
+            "model_name": config.model,
+            "kwargs": config.agent_kwargs,
+        },
+        "environment": {
+            "type": config.sandbox,
+            "force_build": config.force_build,
+            "delete": true,
+        },
+        "verifier": { "disable": config.disable_verification },
+        "job_id": job_id,
+    })
+}
+
+fn config_diff(old: &JobConfig, new: &JobConfig) -> String {
+    let a = serde_json::to_value(old).unwrap_or_default();
+    let b = serde_json::to_value(new).unwrap_or_default();
+    let mut lines = Vec::new();
+    if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
+        for (k, va) in a {
+            let vb = b.get(k).cloned().unwrap_or_default();
+            if *va != vb {
+                lines.push(format!("  {k}: was {va}, now {vb}"));
+            }
+        }
+    }
+    lines.join("\n")
+}
+
+/// Computes the job stats from the trials so far and rewrites `<job>/result.json`
+/// (atomically: written to a temp file, then renamed).
+fn write_job_result(job_dir: &Path, live: &Mutex<Live>, config: &JobConfig, finished: bool) {
+    let Ok(mut l) = live.lock() else { return };
+    let now = Local::now().naive_local();
+    let stats = compute_stats(&l.trials, config, l.running, l.pending, l.result.stats.n_retries);
+    l.result.stats = stats;
+    l.result.updated_at = Some(now);
+    if finished {
+        l.result.finished_at = Some(now);
+    }
+    let bytes = serde_json::to_vec_pretty(&l.result).unwrap_or_default();
+    drop(l);
+    let tmp = job_dir.join(".result.json.tmp");
+    if std::fs::write(&tmp, bytes).is_ok() {
+        let _ = std::fs::rename(&tmp, job_dir.join("result.json"));
+    }
+}
+
+/// Harbor's job stats (spec §7-8) over the finished trials.
+pub fn compute_stats(
+    trials: &[TrialResult],
+    config: &JobConfig,
+    running: u64,
+    pending: u64,
+    n_retries: u64,
+) -> JobStats {
+    let mut evals: BTreeMap<String, Vec<&TrialResult>> = BTreeMap::new();
+    for t in trials {
+        let key = evals_key(&config.agent, config.model.as_deref(), t.source.as_deref());
+        evals.entry(key).or_default().push(t);
+    }
+    let mut out = BTreeMap::new();
+    for (key, ts) in evals {
+        let rewards: Vec<_> = ts.iter().map(|t| t.rewards()).collect();
+        let mut reward_stats: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+        let mut exception_stats: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for t in &ts {
+            if let Some(r) = t.rewards() {
+                for (k, v) in r {
+                    reward_stats
+                        .entry(k.clone())
+                        .or_default()
+                        .entry(python_number_str(v))
+                        .or_default()
+                        .push(t.trial_name.clone());
+                }
+            }
+            if let Some(e) = t.exception_type() {
+                exception_stats.entry(e.to_owned()).or_default().push(t.trial_name.clone());
+            }
+        }
+        let per_task: Vec<(String, _)> =
+            ts.iter().map(|t| (t.task_name.clone(), t.rewards())).collect();
+        out.insert(
+            key,
+            EvalStats {
+                n_trials: rewards.iter().filter(|r| r.is_some()).count() as u64,
+                n_errors: ts.iter().filter(|t| t.exception_info.is_some()).count() as u64,
+                metrics: vec![mean_metric(&rewards)],
+                pass_at_k: pass_at_k(&per_task),
+                reward_stats,
+                exception_stats,
+            },
+        );
+    }
+    let sum_opt = |f: &dyn Fn(&TrialResult) -> Option<u64>| -> Option<u64> {
+        let vals: Vec<u64> = trials.iter().filter_map(f).collect();
+        (!vals.is_empty()).then(|| vals.iter().sum())
+    };
+    let costs: Vec<f64> = trials
+        .iter()
+        .filter_map(|t| t.agent_result.as_ref()?.cost_usd)
+        .collect();
+    JobStats {
+        n_completed_trials: trials.len() as u64,
+        n_errored_trials: trials.iter().filter(|t| t.exception_info.is_some()).count() as u64,
+        n_running_trials: running,
+        n_pending_trials: pending,
+        n_cancelled_trials: 0,
+        n_retries,
+        evals: out,
+        n_input_tokens: sum_opt(&|t| t.agent_result.as_ref()?.n_input_tokens),
+        n_cache_tokens: sum_opt(&|t| t.agent_result.as_ref()?.n_cache_tokens),
+        n_output_tokens: sum_opt(&|t| t.agent_result.as_ref()?.n_output_tokens),
+        cost_usd: (!costs.is_empty()).then(|| costs.iter().sum()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trial_names_follow_harbor() {
+        let n = trial_name("a-very-long-task-name-that-goes-on-and-on-and-on");
+        let (prefix, suffix) = n.split_once("__").unwrap();
+        assert_eq!(prefix, "a-very-long-task-name-that-goes");
+        assert_eq!(suffix.len(), 7);
+        assert!(trial_name("x_-").starts_with("x__"));
+    }
+}

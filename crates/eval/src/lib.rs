@@ -1,0 +1,10 @@
+//! Jobs and trials: run an agent on Harbor tasks in sandboxes, verify, score, write Harbor's
+//! job and trial folders, retry infrastructure failures, resume killed jobs.
+
+pub mod agent;
+pub mod job;
+pub mod trial;
+
+pub use agent::{AgentError, NopAgent, OracleAgent, TrialAgent, TrialContext};
+pub use job::{JobConfig, JobObserver, JobOutcome, run_job};
+pub use trial::{TrialSpec, is_infrastructure, run_trial};

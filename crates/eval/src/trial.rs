@@ -1,0 +1,638 @@
+//! One trial, exactly as Harbor's `Trial.run` (spec §5): environment → agent → artifacts →
+//! verifier → teardown, each phase timed, every failure mapped to Harbor's exception type.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use autoagent_harbor::Task;
+use autoagent_harbor::result::{
+    AgentInfo, AgentResult, ExceptionInfo, Rewards, TaskId, TimingInfo, TrialResult,
+    VerifierResult,
+};
+use autoagent_sandbox::{Backend, EnvironmentSpec, ExecRequest, Mount, Sandbox, SandboxError};
+use chrono::Utc;
+
+use crate::agent::{AgentError, TrialAgent, TrialContext};
+
+/// Harbor's default agent setup timeout (`BaseAgent.DEFAULT_SETUP_TIMEOUT_SEC`).
+const AGENT_SETUP_TIMEOUT: Duration = Duration::from_secs(360);
+
+/// The exception types that are a valid measurement of the task, never retried
+/// (Harbor's default `RetryConfig.exclude_exceptions`).
+pub const NOT_RETRIED: &[&str] = &[
+    "AgentTimeoutError",
+    "VerifierTimeoutError",
+    "RewardFileNotFoundError",
+    "RewardFileEmptyError",
+    "VerifierOutputParseError",
+    "ApiUsageLimitError",
+    "AgentSafetyRefusalError",
+    "AgentAuthenticationError",
+    "ModelNotFoundError",
+    "UnsupportedModelParametersError",
+];
+
+/// Exception types that say something about the agent or the task, not the infrastructure.
+/// Everything else (image builds, container starts, the daemon, the model provider) is
+/// infrastructure: reported apart and never read as a score.
+pub const TASK_OUTCOMES: &[&str] = &[
+    "AgentTimeoutError",
+    "NonZeroAgentExitCodeError",
+    "VerifierTimeoutError",
+    "RewardFileNotFoundError",
+    "RewardFileEmptyError",
+    "VerifierOutputParseError",
+];
+
+/// Whether a trial's exception is an infrastructure failure.
+pub fn is_infrastructure(exception_type: &str) -> bool {
+    !TASK_OUTCOMES.contains(&exception_type)
+}
+
+/// Everything a trial needs.
+#[derive(Clone)]
+pub struct TrialSpec {
+    pub task: Arc<Task>,
+    pub trial_name: String,
+    pub trial_dir: PathBuf,
+    /// The dataset name (`None` for a single task).
+    pub source: Option<String>,
+    pub force_build: bool,
+    pub timeout_multiplier: f64,
+    pub disable_verification: bool,
+    /// Written to `<trial>/config.json` and into `result.json` as `config`.
+    pub config: serde_json::Value,
+    /// Labels for the sandbox (job id), to find leftovers.
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// A trial-level failure: the exception type and its message.
+struct Failure {
+    kind: &'static str,
+    message: String,
+    detail: String,
+}
+
+impl Failure {
+    fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self {
+            kind,
+            detail: message.clone(),
+            message,
+        }
+    }
+}
+
+impl From<SandboxError> for Failure {
+    fn from(e: SandboxError) -> Self {
+        let kind = match &e {
+            SandboxError::StartTimeout(_) => "EnvironmentStartTimeoutError",
+            _ => "RuntimeError",
+        };
+        Self {
+            kind,
+            message: e.to_string(),
+            detail: format!("{e:?}"),
+        }
+    }
+}
+
+/// The per-trial log (`trial.log`): one timestamped line per event.
+struct TrialLog(Mutex<Option<std::fs::File>>);
+
+impl TrialLog {
+    fn open(path: &Path) -> Self {
+        Self(Mutex::new(std::fs::File::create(path).ok()))
+    }
+    fn line(&self, msg: &str) {
+        if let Ok(mut f) = self.0.lock()
+            && let Some(f) = f.as_mut()
+        {
+            let _ = writeln!(f, "{} {msg}", Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"));
+        }
+    }
+}
+
+fn scaled(base: Option<f64>, multiplier: f64) -> Option<Duration> {
+    base.map(|s| Duration::from_secs_f64((s * multiplier).max(0.0)))
+}
+
+fn make_dirs(trial_dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for d in ["agent", "verifier", "artifacts/logs/artifacts"] {
+        let p = trial_dir.join(d);
+        std::fs::create_dir_all(&p)?;
+        // World-writable, so that non-root users in the container can write their logs.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777))?;
+    }
+    Ok(())
+}
+
+/// Runs one trial to the end and writes its `result.json`. Never fails: whatever goes wrong
+/// is in `exception_info`.
+pub async fn run_trial(
+    spec: &TrialSpec,
+    backend: &dyn Backend,
+    agent: &dyn TrialAgent,
+) -> TrialResult {
+    let task = &spec.task;
+    let trial_dir = &spec.trial_dir;
+    let mut result = TrialResult {
+        id: uuid::Uuid::new_v4().to_string(),
+        task_name: task.name.clone(),
+        trial_name: spec.trial_name.clone(),
+        trial_uri: format!("file://{}", trial_dir.display()),
+        task_id: TaskId {
+            path: task.dir.display().to_string(),
+        },
+        source: spec.source.clone(),
+        task_checksum: task.checksum(),
+        config: spec.config.clone(),
+        agent_info: AgentInfo {
+            name: agent.name().to_owned(),
+            version: agent.version().to_owned(),
+            model_info: agent.model_info(),
+        },
+        agent_result: None,
+        verifier_result: None,
+        verifier_environment_mode: "shared".to_owned(),
+        exception_info: None,
+        started_at: Some(Utc::now()),
+        finished_at: None,
+        environment_setup: None,
+        agent_setup: None,
+        agent_execution: None,
+        verifier: None,
+        step_results: None,
+    };
+    let _ = std::fs::create_dir_all(trial_dir);
+    let log = TrialLog::open(&trial_dir.join("trial.log"));
+    log.line(&format!("trial {} of task {} ({})", spec.trial_name, task.name, task.dir.display()));
+    if let Err(e) = make_dirs(trial_dir) {
+        record(&mut result, Failure::new("RuntimeError", format!("creating the trial dirs: {e}")), trial_dir, &log);
+        return finish(result, trial_dir, &log);
+    }
+    let _ = std::fs::write(
+        trial_dir.join("config.json"),
+        serde_json::to_vec_pretty(&spec.config).unwrap_or_default(),
+    );
+
+    let mut sandbox: Option<Box<dyn Sandbox>> = None;
+    if let Err(f) = run_phases(spec, backend, agent, &mut result, &mut sandbox, &log).await {
+        record(&mut result, f, trial_dir, &log);
+    }
+    if let Some(sb) = sandbox {
+        give_back_logs(sb.as_ref(), trial_dir).await;
+        if let Err(e) = sb.destroy().await {
+            log.line(&format!("destroying the sandbox: {e}"));
+        }
+        log.line("sandbox removed");
+    }
+    finish(result, trial_dir, &log)
+}
+
+fn finish(mut result: TrialResult, trial_dir: &Path, log: &TrialLog) -> TrialResult {
+    result.finished_at = Some(Utc::now());
+    match serde_json::to_vec_pretty(&result) {
+        Ok(bytes) => {
+            // Written to a temp file and renamed: a result.json is either whole or absent,
+            // which is what resume relies on.
+            let tmp = trial_dir.join(".result.json.tmp");
+            if std::fs::write(&tmp, bytes).is_ok() {
+                let _ = std::fs::rename(&tmp, trial_dir.join("result.json"));
+            }
+        }
+        Err(e) => log.line(&format!("serializing result.json: {e}")),
+    }
+    log.line("done");
+    result
+}
+
+fn record(result: &mut TrialResult, f: Failure, trial_dir: &Path, log: &TrialLog) {
+    log.line(&format!("{}: {}", f.kind, f.message));
+    // Only the first exception is kept, as in Harbor.
+    if result.exception_info.is_some() {
+        return;
+    }
+    let _ = std::fs::write(
+        trial_dir.join("exception.txt"),
+        format!("{}: {}\n\n{}\n", f.kind, f.message, f.detail),
+    );
+    result.exception_info = Some(ExceptionInfo {
+        exception_type: f.kind.to_owned(),
+        exception_message: f.message,
+        exception_traceback: f.detail,
+        occurred_at: Utc::now(),
+    });
+}
+
+/// Files written into the bind-mounted log dirs by root in the container are owned by root on
+/// the host; hand them back to the user who runs autoagent (as Harbor does before stopping).
+async fn give_back_logs(sb: &dyn Sandbox, trial_dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(trial_dir) else {
+        return;
+    };
+    if meta.uid() == 0 {
+        return;
+    }
+    let _ = sb
+        .exec(
+            ExecRequest::new(format!(
+                "chown -R {}:{} /logs/agent /logs/verifier /logs/artifacts 2>/dev/null; true",
+                meta.uid(),
+                meta.gid()
+            ))
+            .user(Some("root".into()))
+            .timeout(Some(Duration::from_secs(30))),
+        )
+        .await;
+}
+
+async fn run_phases(
+    spec: &TrialSpec,
+    backend: &dyn Backend,
+    agent: &dyn TrialAgent,
+    result: &mut TrialResult,
+    sandbox: &mut Option<Box<dyn Sandbox>>,
+    log: &TrialLog,
+) -> Result<(), Failure> {
+    let task = &spec.task;
+    let cfg = &task.config;
+    let m = spec.timeout_multiplier;
+    let host_env = |k: &str| std::env::var(k).ok();
+
+    // 1. Environment.
+    let mut setup = TimingInfo::start();
+    let env_spec = EnvironmentSpec {
+        name: task.name.clone(),
+        build_context: task
+            .environment_dir()
+            .is_dir()
+            .then(|| task.environment_dir()),
+        docker_image: cfg.environment.docker_image.clone(),
+        force_build: spec.force_build,
+        cpus: cfg.environment.cpus,
+        memory_mb: cfg.environment.memory_mb,
+        network: cfg.environment.network_mode != autoagent_harbor::config::NetworkMode::NoNetwork
+            && cfg.agent.network_mode != Some(autoagent_harbor::config::NetworkMode::NoNetwork),
+        env: cfg
+            .environment
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), autoagent_harbor::config::resolve_env_template(v, host_env)))
+            .collect(),
+        workdir: cfg.environment.workdir.clone(),
+        mounts: vec![
+            Mount {
+                host: spec.trial_dir.join("agent"),
+                target: "/logs/agent".to_owned(),
+            },
+            Mount {
+                host: spec.trial_dir.join("verifier"),
+                target: "/logs/verifier".to_owned(),
+            },
+            Mount {
+                host: spec.trial_dir.join("artifacts/logs/artifacts"),
+                target: "/logs/artifacts".to_owned(),
+            },
+        ],
+        labels: spec.labels.clone(),
+        start_timeout: scaled(Some(cfg.environment.build_timeout_sec), m),
+    };
+    log.line(&format!("starting the {} environment", backend.kind()));
+    result.environment_setup = Some(setup.clone());
+    let started = backend.start(&env_spec).await;
+    setup.finish();
+    result.environment_setup = Some(setup);
+    let sb = started?;
+    log.line(&format!("environment {} up", sb.id()));
+    for note in sb.notes() {
+        log.line(&note);
+        tracing::warn!("{}: {note}", spec.trial_name);
+    }
+    let sb: &dyn Sandbox = &**sandbox.insert(sb);
+
+    // Healthcheck, before the agent.
+    if let Some(hc) = &cfg.environment.healthcheck {
+        healthcheck(sb, hc).await?;
+    }
+
+    // 2. Agent setup.
+    let user = cfg.agent.user.as_ref().map(ToString::to_string);
+    let ctx = TrialContext {
+        task: task.clone(),
+        trial_name: spec.trial_name.clone(),
+        agent_dir: spec.trial_dir.join("agent"),
+        timeout: scaled(cfg.agent.timeout_sec, m),
+        user: user.clone(),
+    };
+    let mut agent_setup = TimingInfo::start();
+    let setup_res = tokio::time::timeout(AGENT_SETUP_TIMEOUT, agent.setup(sb, &ctx)).await;
+    agent_setup.finish();
+    result.agent_setup = Some(agent_setup);
+    match setup_res {
+        Err(_) => {
+            return Err(Failure::new(
+                "AgentSetupTimeoutError",
+                format!("agent setup timed out after {AGENT_SETUP_TIMEOUT:?}"),
+            ));
+        }
+        Ok(Err(e)) => return Err(agent_failure(&e)),
+        Ok(Ok(())) => {}
+    }
+
+    // 3. Agent run, under the agent timeout. A timeout or a non-zero exit is recorded and the
+    // trial goes on to the verifier; anything else ends it here.
+    let mut exec = TimingInfo::start();
+    result.agent_execution = Some(exec.clone());
+    log.line(&format!("agent {} running (timeout {:?})", agent.name(), ctx.timeout));
+    let partial = Mutex::new(AgentResult::default());
+    let run = agent.run(&task.instruction, sb, &ctx, &partial);
+    let outcome = match ctx.timeout {
+        Some(t) => match tokio::time::timeout(t, run).await {
+            Ok(r) => r,
+            Err(_) => Err(AgentError::Timeout(t)),
+        },
+        None => run.await,
+    };
+    exec.finish();
+    result.agent_execution = Some(exec);
+    match outcome {
+        Ok(agent_result) => result.agent_result = Some(agent_result),
+        Err(e) => {
+            // What the agent had counted before it stopped is still its result.
+            result.agent_result = partial.lock().ok().map(|p| p.clone());
+            if !e.continues_to_verifier() {
+                return Err(agent_failure(&e));
+            }
+            record(result, agent_failure(&e), &spec.trial_dir, log);
+        }
+    }
+    log.line("agent finished");
+
+    // 4. Artifacts, after the agent and before the verifier.
+    collect_artifacts(sb, task, &spec.trial_dir, log).await;
+
+    // 5. Verifier.
+    if !spec.disable_verification {
+        let mut vt = TimingInfo::start();
+        result.verifier = Some(vt.clone());
+        let verdict = verify(sb, task, &spec.trial_dir, m).await;
+        vt.finish();
+        result.verifier = Some(vt);
+        let rewards = verdict?;
+        log.line(&format!("rewards: {}", serde_json::to_string(&rewards).unwrap_or_default()));
+        result.verifier_result = Some(VerifierResult {
+            rewards: Some(rewards),
+        });
+    }
+    Ok(())
+}
+
+fn agent_failure(e: &AgentError) -> Failure {
+    Failure {
+        kind: e.exception_type(),
+        message: e.to_string(),
+        detail: format!("{e:?}"),
+    }
+}
+
+async fn healthcheck(
+    sb: &dyn Sandbox,
+    hc: &autoagent_harbor::config::Healthcheck,
+) -> Result<(), Failure> {
+    tokio::time::sleep(Duration::from_secs_f64(hc.start_period_sec.max(0.0))).await;
+    let mut last = String::new();
+    for attempt in 0..=hc.retries {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs_f64(hc.interval_sec.max(0.0))).await;
+        }
+        let out = sb
+            .exec(ExecRequest::new(hc.command.clone()).timeout(Some(Duration::from_secs_f64(hc.timeout_sec))))
+            .await?;
+        if out.exit_code == Some(0) {
+            return Ok(());
+        }
+        last = format!("exit {:?}: {}", out.exit_code, out.stderr.trim());
+    }
+    Err(Failure::new(
+        "HealthcheckError",
+        format!("healthcheck `{}` failed {} times; last: {last}", hc.command, hc.retries + 1),
+    ))
+}
+
+/// Harbor's `Verifier.verify`: stale rewards removed, `/tests` copied in after the agent,
+/// `(/tests/test.sh) > /logs/verifier/test-stdout.txt 2>&1` under the verifier timeout with its
+/// exit code ignored, then `reward.json` before `reward.txt`.
+async fn verify(
+    sb: &dyn Sandbox,
+    task: &Task,
+    trial_dir: &Path,
+    multiplier: f64,
+) -> Result<Rewards, Failure> {
+    let cfg = &task.config.verifier;
+    let root = Some("root".to_owned());
+    sb.exec(
+        ExecRequest::new("rm -f -- /logs/verifier/reward.txt /logs/verifier/reward.json")
+            .user(root.clone()),
+    )
+    .await?;
+    // A stale reward on the host side too (a local sandbox shares the dir).
+    for f in ["reward.txt", "reward.json"] {
+        let _ = std::fs::remove_file(trial_dir.join("verifier").join(f));
+    }
+    sb.upload(&task.tests_dir(), "/tests")
+        .await
+        .map_err(|e| Failure::new("AddTestsDirError", format!("uploading tests/ to /tests: {e}")))?;
+    sb.exec(ExecRequest::new("chmod +x /tests/test.sh").user(root)).await?;
+    let env = cfg
+        .env
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                autoagent_harbor::config::resolve_env_template(v, |n| std::env::var(n).ok()),
+            )
+        })
+        .collect();
+    let timeout = Duration::from_secs_f64((cfg.timeout_sec * multiplier).max(0.0));
+    let out = sb
+        .exec(
+            ExecRequest::new("(/tests/test.sh) > /logs/verifier/test-stdout.txt 2>&1")
+                .user(cfg.user.as_ref().map(ToString::to_string))
+                .env(env)
+                .timeout(Some(timeout)),
+        )
+        .await?;
+    if out.timed_out {
+        return Err(Failure::new(
+            "VerifierTimeoutError",
+            format!("verifier timed out after {timeout:?}"),
+        ));
+    }
+    read_rewards(&trial_dir.join("verifier"))
+}
+
+/// Reads `reward.json` (first) or `reward.txt` from the host side of `/logs/verifier`.
+fn read_rewards(dir: &Path) -> Result<Rewards, Failure> {
+    let json = dir.join("reward.json");
+    let txt = dir.join("reward.txt");
+    if json.is_file() {
+        let text = std::fs::read_to_string(&json)
+            .map_err(|e| Failure::new("VerifierOutputParseError", format!("reading reward.json: {e}")))?;
+        if text.trim().is_empty() {
+            return Err(Failure::new("RewardFileEmptyError", "reward.json is empty"));
+        }
+        return parse_reward_json(&text);
+    }
+    if txt.is_file() {
+        let text = std::fs::read_to_string(&txt)
+            .map_err(|e| Failure::new("VerifierOutputParseError", format!("reading reward.txt: {e}")))?;
+        if text.trim().is_empty() {
+            return Err(Failure::new("RewardFileEmptyError", "reward.txt is empty"));
+        }
+        let v: f64 = text.trim().parse().map_err(|_| {
+            Failure::new(
+                "VerifierOutputParseError",
+                format!("reward.txt: expected a number, found {:?}", text.trim()),
+            )
+        })?;
+        let n = serde_json::Number::from_f64(v).ok_or_else(|| {
+            Failure::new("VerifierOutputParseError", format!("reward.txt: not finite: {v}"))
+        })?;
+        return Ok(Rewards::from([("reward".to_owned(), n)]));
+    }
+    Err(Failure::new(
+        "RewardFileNotFoundError",
+        format!(
+            "no reward file: neither {} nor {} exists",
+            json.display(),
+            txt.display()
+        ),
+    ))
+}
+
+fn parse_reward_json(text: &str) -> Result<Rewards, Failure> {
+    let parse_err = |m: String| Failure::new("VerifierOutputParseError", format!("reward.json: {m}"));
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| parse_err(format!("not valid JSON: {e}")))?;
+    match v {
+        serde_json::Value::Object(map) => {
+            let mut out = Rewards::new();
+            for (k, v) in map {
+                let n = match v {
+                    serde_json::Value::Number(n) => n,
+                    // Python's isinstance(True, int) accepts booleans; so does Harbor.
+                    serde_json::Value::Bool(b) => serde_json::Number::from(u8::from(b)),
+                    other => {
+                        return Err(parse_err(format!("value of `{k}` must be a number, found {other}")));
+                    }
+                };
+                out.insert(k, n);
+            }
+            Ok(out)
+        }
+        serde_json::Value::Number(n) => Ok(Rewards::from([("reward".to_owned(), n)])),
+        other => Err(parse_err(format!("expected an object of numbers, found {other}"))),
+    }
+}
+
+/// Downloads the task's `artifacts` into `<trial>/artifacts/` mirroring their paths, and writes
+/// `artifacts/manifest.json`. `/logs/artifacts` is bind-mounted and needs no copy.
+async fn collect_artifacts(sb: &dyn Sandbox, task: &Task, trial_dir: &Path, log: &TrialLog) {
+    let mut manifest = vec![serde_json::json!({
+        "source": "/logs/artifacts",
+        "destination": "logs/artifacts",
+        "type": "directory",
+        "status": "ok",
+        "service": "main",
+        "exclude": [],
+    })];
+    for a in &task.config.artifacts {
+        let source = a.source().to_owned();
+        let (destination, exclude) = match a {
+            autoagent_harbor::config::ArtifactSpec::Table {
+                destination: Some(d),
+                exclude,
+                ..
+            } => (d.trim_start_matches('/').to_owned(), exclude.clone()),
+            autoagent_harbor::config::ArtifactSpec::Table { exclude, .. } => {
+                (source.trim_start_matches('/').to_owned(), exclude.clone())
+            }
+            autoagent_harbor::config::ArtifactSpec::Path(_) => {
+                (source.trim_start_matches('/').to_owned(), Vec::new())
+            }
+        };
+        let target = trial_dir.join("artifacts").join(&destination);
+        let probe = sb
+            .exec(ExecRequest::new(format!(
+                "if [ -d {0} ]; then echo directory; elif [ -e {0} ]; then echo file; else echo missing; fi",
+                autoagent_sandbox::shell_quote(&source)
+            )))
+            .await;
+        let kind = probe.map(|o| o.stdout.trim().to_owned()).unwrap_or_else(|_| "missing".to_owned());
+        let status = if kind == "missing" {
+            "not_found".to_owned()
+        } else {
+            match sb.download(&source, &target).await {
+                Ok(()) => "ok".to_owned(),
+                Err(e) => {
+                    log.line(&format!("artifact {source}: {e}"));
+                    format!("error: {e}")
+                }
+            }
+        };
+        manifest.push(serde_json::json!({
+            "source": source,
+            "destination": destination,
+            "type": if kind == "directory" { "directory" } else { "file" },
+            "status": status,
+            "service": "main",
+            "exclude": exclude,
+        }));
+    }
+    let mut s = String::new();
+    let _ = write!(s, "{}", serde_json::Value::Array(manifest));
+    let _ = std::fs::write(trial_dir.join("artifacts/manifest.json"), s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reward_files() {
+        let d = tempfile::tempdir().unwrap();
+        let e = read_rewards(d.path()).unwrap_err();
+        assert_eq!(e.kind, "RewardFileNotFoundError");
+        std::fs::write(d.path().join("reward.txt"), " 0.5\n").unwrap();
+        let r = read_rewards(d.path()).unwrap();
+        assert_eq!(r["reward"].as_f64(), Some(0.5));
+        std::fs::write(d.path().join("reward.json"), r#"{"a": 3, "b": 0.75}"#).unwrap();
+        let r = read_rewards(d.path()).unwrap();
+        assert_eq!(r.len(), 2, "reward.json wins over reward.txt");
+        assert!(r["a"].is_u64());
+        std::fs::write(d.path().join("reward.json"), r#"{"a": "x"}"#).unwrap();
+        assert_eq!(read_rewards(d.path()).unwrap_err().kind, "VerifierOutputParseError");
+        std::fs::write(d.path().join("reward.json"), "").unwrap();
+        assert_eq!(read_rewards(d.path()).unwrap_err().kind, "RewardFileEmptyError");
+        std::fs::remove_file(d.path().join("reward.json")).unwrap();
+        std::fs::write(d.path().join("reward.txt"), "nan").unwrap();
+        assert_eq!(read_rewards(d.path()).unwrap_err().kind, "VerifierOutputParseError");
+        std::fs::write(d.path().join("reward.txt"), "one").unwrap();
+        assert_eq!(read_rewards(d.path()).unwrap_err().kind, "VerifierOutputParseError");
+    }
+
+    #[test]
+    fn infrastructure_split() {
+        assert!(!is_infrastructure("AgentTimeoutError"));
+        assert!(!is_infrastructure("RewardFileNotFoundError"));
+        assert!(is_infrastructure("RuntimeError"));
+        assert!(is_infrastructure("EnvironmentStartTimeoutError"));
+    }
+}

@@ -1,0 +1,391 @@
+//! Task directories and datasets (`models/task/paths.py`, `models/task/task.py`).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::TaskConfig;
+
+/// What went wrong loading a task: always names the task, the file and, when known, the field.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("task `{task}`: {file}: {message}")]
+pub struct TaskError {
+    /// The task's name (its directory name when `task.toml` could not be read).
+    pub task: String,
+    /// The file at fault, relative to the task dir (`task.toml`, `instruction.md`, `tests/test.sh`…).
+    pub file: String,
+    /// The field path inside the file, when the error is about one field.
+    pub field: Option<String>,
+    /// What was expected, in words.
+    pub message: String,
+}
+
+/// A loaded, validated single-step task.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// `[task].name` when set, else the directory name.
+    pub name: String,
+    /// Absolute path of the task dir.
+    pub dir: PathBuf,
+    pub config: TaskConfig,
+    /// `instruction.md` with leading canary lines removed.
+    pub instruction: String,
+}
+
+impl Task {
+    pub fn toml_path(&self) -> PathBuf {
+        self.dir.join("task.toml")
+    }
+    pub fn environment_dir(&self) -> PathBuf {
+        self.dir.join("environment")
+    }
+    pub fn tests_dir(&self) -> PathBuf {
+        self.dir.join("tests")
+    }
+    pub fn solution_dir(&self) -> PathBuf {
+        self.dir.join("solution")
+    }
+    /// `environment/docker-compose.yaml` (or `.yml`) when the task has one.
+    pub fn compose_file(&self) -> Option<PathBuf> {
+        ["docker-compose.yaml", "docker-compose.yml"]
+            .iter()
+            .map(|f| self.environment_dir().join(f))
+            .find(|p| p.is_file())
+    }
+
+    /// Loads and validates a task dir. `verification_disabled` mirrors Harbor's flag:
+    /// without it, `tests/test.sh` is required.
+    pub fn load(dir: &Path, verification_disabled: bool) -> Result<Self, TaskError> {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let dir_name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| dir.display().to_string());
+        let err = |task: &str, file: &str, field: Option<String>, message: String| TaskError {
+            task: task.to_owned(),
+            file: file.to_owned(),
+            field,
+            message,
+        };
+        let toml_path = dir.join("task.toml");
+        let text = std::fs::read_to_string(&toml_path).map_err(|e| {
+            err(
+                &dir_name,
+                "task.toml",
+                None,
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    "missing: every task needs a task.toml (an empty file is valid)".to_owned()
+                } else {
+                    format!("cannot read: {e}")
+                },
+            )
+        })?;
+        let config = parse_task_toml(&text).map_err(|(field, message)| {
+            err(&dir_name, "task.toml", field, message)
+        })?;
+        let name = config
+            .task
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or(dir_name);
+        if config.steps.is_some() {
+            return Err(err(
+                &name,
+                "task.toml",
+                Some("steps".to_owned()),
+                "multi-step tasks ([[steps]]) are not supported yet; only single-step tasks run"
+                    .to_owned(),
+            ));
+        }
+        if config.environment.os != "linux" {
+            return Err(err(
+                &name,
+                "task.toml",
+                Some("environment.os".to_owned()),
+                format!(
+                    "only \"linux\" tasks can run here, found \"{}\"",
+                    config.environment.os
+                ),
+            ));
+        }
+        if !dir.join("environment").is_dir() && config.environment.docker_image.is_none() {
+            return Err(err(
+                &name,
+                "environment/",
+                None,
+                "missing: a task needs an environment/ directory or [environment].docker_image"
+                    .to_owned(),
+            ));
+        }
+        let instruction = std::fs::read_to_string(dir.join("instruction.md")).map_err(|e| {
+            err(
+                &name,
+                "instruction.md",
+                None,
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    "missing: a single-step task needs an instruction.md".to_owned()
+                } else {
+                    format!("cannot read: {e}")
+                },
+            )
+        })?;
+        if !verification_disabled && !dir.join("tests").join("test.sh").is_file() {
+            return Err(err(
+                &name,
+                "tests/test.sh",
+                None,
+                "missing: the verifier runs tests/test.sh".to_owned(),
+            ));
+        }
+        Ok(Self {
+            name,
+            dir,
+            config,
+            instruction: strip_canary(&instruction),
+        })
+    }
+
+    /// A sha256 over the task's files (relative path and content, in sorted order).
+    /// Used as `task_checksum`; Harbor's `dirhash` value is not reproduced bit for bit.
+    pub fn checksum(&self) -> String {
+        let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&self.dir)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.into_path())
+            .collect();
+        files.sort();
+        let mut h = Sha256::new();
+        for f in files {
+            let rel = f.strip_prefix(&self.dir).unwrap_or(&f);
+            h.update(rel.to_string_lossy().as_bytes());
+            h.update([0]);
+            if let Ok(bytes) = std::fs::read(&f) {
+                h.update(&bytes);
+            }
+            h.update([0]);
+        }
+        hex(&h.finalize())
+    }
+}
+
+/// Parses `task.toml`, returning `(field path, message)` on failure so the caller can name both.
+pub fn parse_task_toml(text: &str) -> Result<TaskConfig, (Option<String>, String)> {
+    let de = toml::Deserializer::parse(text).map_err(|e| (None, one_line(&e.to_string())))?;
+    serde_path_to_error::deserialize::<_, TaskConfig>(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = (path != "." && !path.is_empty()).then_some(path);
+        let inner = e.into_inner();
+        let message = one_line(&inner.to_string());
+        (field, message)
+    })
+}
+
+/// toml's messages span several lines with a source excerpt; keep them on one line for tables
+/// and summaries while still showing the line/column.
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '|' || c == '^' || c == ' '))
+        // toml quotes the offending source line as `2 | key = value`; the position is enough.
+        .filter(|l| {
+            !l.split_once(" |")
+                .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Removes leading canary lines (`<!-- …canary… -->` or `# …canary…`, case-insensitive)
+/// and the blank lines right after them (Harbor's `strip_canary`).
+pub fn strip_canary(text: &str) -> String {
+    let mut rest = text;
+    let mut stripped = false;
+    loop {
+        let (line, after) = match rest.find('\n') {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, ""),
+        };
+        let l = line.trim_end_matches('\r');
+        let lower = l.to_ascii_lowercase();
+        let is_canary = lower.contains("canary")
+            && ((l.starts_with("<!--") && l.ends_with("-->")) || l.starts_with('#'));
+        if is_canary || (stripped && l.trim().is_empty() && !rest.is_empty()) {
+            stripped = true;
+            rest = after;
+            if rest.is_empty() {
+                break;
+            }
+        } else {
+            break;
+        }
+    }
+    rest.to_owned()
+}
+
+/// A task dir that could not be loaded, kept so that the summary can list it.
+#[derive(Debug, Clone)]
+pub struct InvalidTask {
+    pub dir: PathBuf,
+    pub error: TaskError,
+}
+
+/// What `-p PATH` names: one task or a dataset of tasks.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// The dataset's name (the dir's basename), `None` for a single task (Harbor's `adhoc`).
+    pub name: Option<String>,
+    pub path: PathBuf,
+    /// Valid tasks, sorted by directory name.
+    pub tasks: Vec<Task>,
+    /// Child dirs that are not valid tasks, with why. Harbor skips these silently; we report them.
+    pub invalid: Vec<InvalidTask>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("{path}: no such directory")]
+    NotFound { path: PathBuf },
+    #[error("{path}: cannot list: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Dataset {
+    /// A dir with `task.toml` is one task; otherwise its non-hidden child dirs are the tasks,
+    /// sorted by name. A single task that does not load is reported as the one invalid task.
+    pub fn load(path: &Path) -> Result<Self, DatasetError> {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        if !path.is_dir() {
+            return Err(DatasetError::NotFound { path });
+        }
+        if path.join("task.toml").is_file() {
+            let (tasks, invalid) = match Task::load(&path, false) {
+                Ok(t) => (vec![t], vec![]),
+                Err(error) => (
+                    vec![],
+                    vec![InvalidTask {
+                        dir: path.clone(),
+                        error,
+                    }],
+                ),
+            };
+            return Ok(Self {
+                name: None,
+                path,
+                tasks,
+                invalid,
+            });
+        }
+        let mut children: Vec<PathBuf> = std::fs::read_dir(&path)
+            .map_err(|source| DatasetError::Io {
+                path: path.clone(),
+                source,
+            })?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_dir()
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        children.sort();
+        let mut tasks = Vec::new();
+        let mut invalid = Vec::new();
+        for child in children {
+            match Task::load(&child, false) {
+                Ok(t) => tasks.push(t),
+                Err(error) => invalid.push(InvalidTask { dir: child, error }),
+            }
+        }
+        Ok(Self {
+            name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned()),
+            path,
+            tasks,
+            invalid,
+        })
+    }
+}
+
+impl fmt::Display for InvalidTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.error.field {
+            Some(field) => write!(
+                f,
+                "{} ({}): field `{}`: {}",
+                self.error.task, self.error.file, field, self.error.message
+            ),
+            None => write!(
+                f,
+                "{} ({}): {}",
+                self.error.task, self.error.file, self.error.message
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn canary_lines_are_stripped() {
+        let s = "<!-- BENCHMARK DATA canary GUID 123 -->\n# canary string\n\nDo the thing.\n\nMore.\n";
+        assert_eq!(strip_canary(s), "Do the thing.\n\nMore.\n");
+        assert_eq!(strip_canary("Plain.\n"), "Plain.\n");
+        assert_eq!(strip_canary("# Title\nbody"), "# Title\nbody");
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let (field, msg) = parse_task_toml("[agent]\ntimeout_sec = \"soon\"\n").unwrap_err();
+        assert_eq!(field.as_deref(), Some("agent.timeout_sec"));
+        assert!(msg.contains("invalid type"), "{msg}");
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let (field, msg) = parse_task_toml("[agent\ntimeout_sec = 1\n").unwrap_err();
+        assert_eq!(field, None);
+        assert!(msg.contains("line 1"), "{msg}");
+    }
+
+    #[test]
+    fn dataset_lists_invalid_children() {
+        let d = tempfile::tempdir().unwrap();
+        let ok = d.path().join("b-ok");
+        std::fs::create_dir_all(ok.join("environment")).unwrap();
+        std::fs::create_dir_all(ok.join("tests")).unwrap();
+        std::fs::write(ok.join("task.toml"), "").unwrap();
+        std::fs::write(ok.join("instruction.md"), "hi\n").unwrap();
+        std::fs::write(ok.join("tests/test.sh"), "").unwrap();
+        let bad = d.path().join("a-bad");
+        std::fs::create_dir_all(&bad).unwrap();
+        std::fs::write(bad.join("task.toml"), "[verifier]\ntimeout_sec = []\n").unwrap();
+        std::fs::create_dir_all(d.path().join(".hidden")).unwrap();
+        let ds = Dataset::load(d.path()).unwrap();
+        assert_eq!(ds.tasks.len(), 1);
+        assert_eq!(ds.tasks[0].name, "b-ok");
+        assert_eq!(ds.invalid.len(), 1);
+        assert_eq!(ds.invalid[0].error.task, "a-bad");
+        assert_eq!(ds.invalid[0].error.field.as_deref(), Some("verifier.timeout_sec"));
+    }
+}

@@ -1,0 +1,686 @@
+//! The Docker backend, through the Engine API (bollard).
+//!
+//! Unlike Harbor, which drives every task through `docker compose` and waits out a 10 s stop
+//! on each trial (its PID 1 ignores SIGTERM), plain-Dockerfile tasks here are one
+//! `create` + `start` with an init process, execs over the API, and a forced remove.
+//! Tasks with `environment/docker-compose.yaml` go through the compose CLI ([`compose`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, RemoveContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    Backend, EnvironmentSpec, ExecOutput, ExecRequest, Result, Sandbox, SandboxError,
+    push_capped, shell_quote, tarball,
+};
+
+pub mod compose;
+
+/// Label put on every container we start, so that leftovers can be found.
+pub const LABEL: &str = "autoagent.sandbox";
+
+/// The env var that marks the processes of one exec, so a timed-out exec can be killed
+/// with all its children (the Engine API has no way to kill an exec).
+const EXEC_MARK: &str = "AUTOAGENT_EXEC";
+
+#[derive(Clone)]
+pub struct DockerBackend {
+    docker: Docker,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// One lock per image tag: builds of the same image are serialized.
+    build_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Containers started and not yet removed (for Ctrl-C).
+    live: Mutex<HashSet<String>>,
+    /// Whether the daemon has a `bridge` network (it has none when run with `--bridge=none`).
+    has_bridge: bool,
+    /// Compose projects started and not yet removed.
+    live_projects: Mutex<HashSet<String>>,
+    /// The "no bridge network" warning is given once per backend, not once per trial.
+    warned_no_bridge: AtomicBool,
+}
+
+impl DockerBackend {
+    /// Connects to the local daemon (`DOCKER_HOST` or the default socket) and checks it answers.
+    pub async fn connect() -> Result<Self> {
+        let docker =
+            Docker::connect_with_local_defaults().map_err(|e| SandboxError::Daemon(e.to_string()))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| SandboxError::Daemon(e.to_string()))?;
+        docker
+            .ping()
+            .await
+            .map_err(|e| SandboxError::Daemon(e.to_string()))?;
+        let has_bridge = docker
+            .inspect_network(
+                "bridge",
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .is_ok();
+        Ok(Self {
+            docker,
+            inner: Arc::new(Inner {
+                build_locks: Mutex::new(HashMap::new()),
+                live: Mutex::new(HashSet::new()),
+                has_bridge,
+                live_projects: Mutex::new(HashSet::new()),
+                warned_no_bridge: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Whether a daemon answers, within a second (used to pick the default backend).
+    pub async fn available() -> bool {
+        matches!(
+            tokio::time::timeout(Duration::from_secs(3), Self::connect()).await,
+            Ok(Ok(_))
+        )
+    }
+
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The image tag for a build context: a content hash of every file (path, mode, bytes).
+    pub fn image_tag(context: &Path) -> Result<String> {
+        let mut h = Sha256::new();
+        let mut files: Vec<_> = walkdir::WalkDir::new(context)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_map(std::result::Result::ok)
+            .filter(|e| e.file_type().is_file() || e.file_type().is_symlink())
+            .map(|e| e.into_path())
+            .collect();
+        files.sort();
+        for f in files {
+            let rel = f.strip_prefix(context).unwrap_or(&f);
+            h.update(rel.to_string_lossy().as_bytes());
+            h.update([0]);
+            let meta = std::fs::symlink_metadata(&f)
+                .map_err(|e| SandboxError::io(format!("reading {}", f.display()), e))?;
+            {
+                use std::os::unix::fs::PermissionsExt;
+                h.update(meta.permissions().mode().to_le_bytes());
+            }
+            if meta.file_type().is_symlink() {
+                let t = std::fs::read_link(&f)
+                    .map_err(|e| SandboxError::io(format!("reading {}", f.display()), e))?;
+                h.update(t.to_string_lossy().as_bytes());
+            } else {
+                let bytes = std::fs::read(&f)
+                    .map_err(|e| SandboxError::io(format!("reading {}", f.display()), e))?;
+                h.update(&bytes);
+            }
+            h.update([0]);
+        }
+        let digest = h.finalize();
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(format!("autoagent-env:{hex}"))
+    }
+
+    /// Makes sure the spec's image exists and returns its name: the prebuilt `docker_image`
+    /// unless `force_build`, else the content-hashed build of `environment/`.
+    pub async fn ensure_image(&self, spec: &EnvironmentSpec) -> Result<String> {
+        let context = spec.build_context.as_deref().filter(|c| c.join("Dockerfile").is_file());
+        if let Some(image) = &spec.docker_image
+            && (!spec.force_build || context.is_none())
+        {
+            self.ensure_prebuilt(image).await?;
+            return Ok(image.clone());
+        }
+        let Some(context) = context else {
+            return Err(SandboxError::Build {
+                image: spec.name.clone(),
+                message: "environment/Dockerfile not found and no [environment].docker_image set"
+                    .to_owned(),
+            });
+        };
+        let tag = Self::image_tag(context)?;
+        let lock = {
+            let mut locks = self
+                .inner
+                .build_locks
+                .lock()
+                .map_err(|_| SandboxError::Start("build lock poisoned".to_owned()))?;
+            locks.entry(tag.clone()).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        if !spec.force_build && self.docker.inspect_image(&tag).await.is_ok() {
+            return Ok(tag);
+        }
+        self.build(context, &tag, &spec.name).await?;
+        Ok(tag)
+    }
+
+    async fn ensure_prebuilt(&self, image: &str) -> Result<()> {
+        if self.docker.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        let opts = CreateImageOptionsBuilder::default().from_image(image).build();
+        let mut stream = self.docker.create_image(Some(opts), None, None);
+        while let Some(item) = stream.next().await {
+            if let Err(e) = item {
+                return Err(SandboxError::Build {
+                    image: image.to_owned(),
+                    message: format!("image is not present locally and pulling it failed: {e}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn build(&self, context: &Path, tag: &str, task: &str) -> Result<()> {
+        let tar = tarball::pack(context, "")?;
+        let labels = HashMap::from([(LABEL.to_owned(), task.to_owned())]);
+        // Builds that install packages must reach a registry; with no bridge network on the
+        // daemon, only the host network can. Containers themselves never get it.
+        let opts = BuildImageOptionsBuilder::default()
+            .dockerfile("Dockerfile")
+            .t(tag)
+            .rm(true)
+            .forcerm(true)
+            .networkmode("host")
+            .labels(&labels)
+            .build();
+        let mut stream =
+            self.docker
+                .build_image(opts, None, Some(bollard::body_full(tar.into())));
+        let mut log: Vec<String> = Vec::new();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(s) = info.stream {
+                        log.push(s);
+                    }
+                    if let Some(detail) = info.error_detail {
+                        let msg = detail.message.unwrap_or_default();
+                        return Err(SandboxError::Build {
+                            image: tag.to_owned(),
+                            message: build_failure(&log, &msg),
+                        });
+                    }
+                }
+                Err(e) => {
+                    return Err(SandboxError::Build {
+                        image: tag.to_owned(),
+                        message: build_failure(&log, &e.to_string()),
+                    });
+                }
+            }
+        }
+        if self.docker.inspect_image(tag).await.is_err() {
+            return Err(SandboxError::Build {
+                image: tag.to_owned(),
+                message: build_failure(&log, "the daemon reported no error but the image is missing"),
+            });
+        }
+        Ok(())
+    }
+
+    async fn create_and_start(
+        &self,
+        spec: &EnvironmentSpec,
+        created: &Mutex<Option<String>>,
+    ) -> Result<DockerSandbox> {
+        let image = self.ensure_image(spec).await?;
+        let name = format!("autoagent-{}-{}", sanitize(&spec.name), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+        labels.insert(LABEL.to_owned(), spec.name.clone());
+        let network_mode = if spec.network && self.inner.has_bridge {
+            None
+        } else {
+            if spec.network && !self.inner.warned_no_bridge.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "the Docker daemon has no bridge network: tasks that allow network access run without it"
+                );
+            }
+            Some("none".to_owned())
+        };
+        let host_config = HostConfig {
+            init: Some(true),
+            binds: Some(
+                spec.mounts
+                    .iter()
+                    .map(|m| format!("{}:{}:rw", m.host.display(), m.target))
+                    .collect(),
+            ),
+            nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
+            memory: spec.memory_mb.map(|m| (m * 1024 * 1024) as i64),
+            network_mode,
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(image.clone()),
+            cmd: Some(vec!["sh".into(), "-c".into(), "sleep infinity".into()]),
+            working_dir: spec.workdir.clone(),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(labels),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+        let resp = self
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(|e| SandboxError::Start(format!("creating a container from {image}: {e}")))?;
+        let id = resp.id;
+        if let Ok(mut c) = created.lock() {
+            *c = Some(id.clone());
+        }
+        if let Ok(mut live) = self.inner.live.lock() {
+            live.insert(id.clone());
+        }
+        self.docker
+            .start_container(&id, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+            .map_err(|e| SandboxError::Start(format!("starting container {name}: {e}")))?;
+        Ok(DockerSandbox {
+            docker: self.docker.clone(),
+            backend: self.inner.clone(),
+            id,
+            short_id: name,
+            workdir: spec.workdir.clone(),
+            env: spec.env.clone(),
+            destroyed: AtomicBool::new(false),
+            compose_project: None,
+        })
+    }
+
+    async fn remove(&self, id: &str) {
+        remove_container(&self.docker, &self.inner, id).await;
+    }
+}
+
+fn build_failure(log: &[String], error: &str) -> String {
+    let tail: String = log
+        .iter()
+        .flat_map(|s| s.lines())
+        .filter(|l| !l.trim().is_empty())
+        .rev()
+        .take(15)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    format!("{}\n{tail}", error.trim())
+}
+
+/// Docker names allow `[a-zA-Z0-9][a-zA-Z0-9_.-]`.
+pub(crate) fn sanitize(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    let s = s.trim_start_matches(['-', '.', '_']).to_owned();
+    let s: String = s.chars().take(40).collect();
+    if s.is_empty() { "task".to_owned() } else { s }
+}
+
+async fn remove_container(docker: &Docker, inner: &Inner, id: &str) {
+    let opts = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+    if let Err(e) = docker.remove_container(id, Some(opts)).await {
+        let gone = matches!(&e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. });
+        if !gone {
+            tracing::warn!("removing container {id}: {e}");
+        }
+    }
+    if let Ok(mut live) = inner.live.lock() {
+        live.remove(id);
+    }
+}
+
+#[async_trait]
+impl Backend for DockerBackend {
+    fn kind(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn start(&self, spec: &EnvironmentSpec) -> Result<Box<dyn Sandbox>> {
+        if spec
+            .build_context
+            .as_deref()
+            .is_some_and(|c| compose::compose_file(c).is_some())
+        {
+            return compose::start(self, spec).await.map(|s| Box::new(s) as Box<dyn Sandbox>);
+        }
+        let created = Mutex::new(None);
+        let started = match spec.start_timeout {
+            Some(t) => match tokio::time::timeout(t, self.create_and_start(spec, &created)).await {
+                Ok(r) => r,
+                Err(_) => Err(SandboxError::StartTimeout(t)),
+            },
+            None => self.create_and_start(spec, &created).await,
+        };
+        match started {
+            Ok(s) => Ok(Box::new(s)),
+            Err(e) => {
+                let id = created.lock().ok().and_then(|c| c.clone());
+                if let Some(id) = id {
+                    self.remove(&id).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn destroy_all(&self) {
+        let ids: Vec<String> = self
+            .inner
+            .live
+            .lock()
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default();
+        let removals = ids.iter().map(|id| self.remove(id));
+        futures_util::future::join_all(removals).await;
+        let projects: Vec<String> = self
+            .inner
+            .live_projects
+            .lock()
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default();
+        for p in projects {
+            compose::down(&p).await;
+        }
+    }
+}
+
+pub struct DockerSandbox {
+    docker: Docker,
+    backend: Arc<Inner>,
+    id: String,
+    short_id: String,
+    workdir: Option<String>,
+    env: BTreeMap<String, String>,
+    destroyed: AtomicBool,
+    /// Set for compose tasks: the project is brought down instead of one container removed.
+    compose_project: Option<String>,
+}
+
+impl DockerSandbox {
+    pub fn container_id(&self) -> &str {
+        &self.id
+    }
+
+    async fn mkdir_p(&self, dir: &str) -> Result<()> {
+        let out = self
+            .exec(ExecRequest::new(format!("mkdir -p {}", shell_quote(dir))).user(Some("root".into())))
+            .await?;
+        if out.exit_code != Some(0) {
+            return Err(SandboxError::Transfer(format!(
+                "mkdir -p {dir}: {}",
+                out.stderr.trim()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn put_archive(&self, dir: &str, tar: Vec<u8>) -> Result<()> {
+        let opts = UploadToContainerOptionsBuilder::default().path(dir).build();
+        self.docker
+            .upload_to_container(&self.id, Some(opts), bollard::body_full(tar.into()))
+            .await
+            .map_err(|e| SandboxError::Transfer(format!("upload to {dir}: {e}")))
+    }
+}
+
+/// `/a/b/c` → (`/a/b`, `c`).
+fn split_dest(dest: &str) -> (String, String) {
+    let trimmed = dest.trim_end_matches('/');
+    match trimmed.rsplit_once('/') {
+        Some(("", name)) => ("/".to_owned(), name.to_owned()),
+        Some((dir, name)) => (dir.to_owned(), name.to_owned()),
+        None => (".".to_owned(), trimmed.to_owned()),
+    }
+}
+
+#[async_trait]
+impl Sandbox for DockerSandbox {
+    fn id(&self) -> &str {
+        &self.short_id
+    }
+
+    fn workdir(&self) -> Option<&str> {
+        self.workdir.as_deref()
+    }
+
+    async fn exec(&self, req: ExecRequest) -> Result<ExecOutput> {
+        run_exec(&self.docker, &self.id, &self.env, req).await
+    }
+
+    async fn upload(&self, host: &Path, dest: &str) -> Result<()> {
+        let is_dir = host.is_dir();
+        if is_dir {
+            self.mkdir_p(dest).await?;
+            let tar = tarball::pack(host, "")?;
+            self.put_archive(dest, tar).await
+        } else {
+            let (dir, name) = split_dest(dest);
+            self.mkdir_p(&dir).await?;
+            let tar = tarball::pack(host, &name)?;
+            self.put_archive(&dir, tar).await
+        }
+    }
+
+    async fn write_file(&self, dest: &str, bytes: &[u8], mode: u32) -> Result<()> {
+        let (dir, name) = split_dest(dest);
+        self.mkdir_p(&dir).await?;
+        let tar = tarball::pack_bytes(&name, bytes, mode)?;
+        self.put_archive(&dir, tar).await
+    }
+
+    async fn download(&self, src: &str, host_dest: &Path) -> Result<()> {
+        let opts = DownloadFromContainerOptionsBuilder::default().path(src).build();
+        let mut stream = self.docker.download_from_container(&self.id, Some(opts));
+        let mut buf = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| SandboxError::Transfer(format!("download {src}: {e}")))?;
+            buf.extend_from_slice(&chunk);
+        }
+        let dest = host_dest.to_path_buf();
+        tokio::task::spawn_blocking(move || tarball::unpack_download(&buf, &dest))
+            .await
+            .map_err(|e| SandboxError::Transfer(format!("download {src}: {e}")))?
+    }
+
+    async fn destroy(&self) -> Result<()> {
+        if self.destroyed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        match &self.compose_project {
+            Some(project) => {
+                compose::down(project).await;
+                if let Ok(mut live) = self.backend.live_projects.lock() {
+                    live.remove(project);
+                }
+            }
+            None => remove_container(&self.docker, &self.backend, &self.id).await,
+        }
+        Ok(())
+    }
+}
+
+/// Runs `bash -c COMMAND` in a container over the Engine API.
+pub(crate) async fn run_exec(
+    docker: &Docker,
+    container: &str,
+    base_env: &BTreeMap<String, String>,
+    req: ExecRequest,
+) -> Result<ExecOutput> {
+    let mark = uuid::Uuid::new_v4().simple().to_string();
+    let mut env: Vec<String> = base_env
+        .iter()
+        .chain(req.env.iter())
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    env.push(format!("{EXEC_MARK}={mark}"));
+    let opts = CreateExecOptions {
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        cmd: Some(vec!["bash".to_owned(), "-c".to_owned(), req.command.clone()]),
+        env: Some(env),
+        user: req.user.clone(),
+        working_dir: req.cwd.clone(),
+        ..Default::default()
+    };
+    let created = docker
+        .create_exec(container, opts)
+        .await
+        .map_err(|e| SandboxError::Exec(e.to_string()))?;
+    let started = docker
+        .start_exec(&created.id, None)
+        .await
+        .map_err(|e| SandboxError::Exec(e.to_string()))?;
+    let StartExecResults::Attached { mut output, .. } = started else {
+        return Err(SandboxError::Exec("exec did not attach".to_owned()));
+    };
+    // If the caller stops waiting (its own timeout, Ctrl-C), the command must not live on.
+    let mut guard = KillOnDrop {
+        docker: Some(docker.clone()),
+        container: container.to_owned(),
+        mark: mark.clone(),
+    };
+    let limit = req.output_limit.unwrap_or(crate::DEFAULT_OUTPUT_LIMIT);
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let mut truncated = false;
+    let collect = async {
+        while let Some(frame) = output.next().await {
+            match frame {
+                Ok(bollard::container::LogOutput::StdOut { message })
+                | Ok(bollard::container::LogOutput::Console { message }) => {
+                    push_capped(&mut stdout, &message, limit, &mut truncated)
+                }
+                Ok(bollard::container::LogOutput::StdErr { message }) => {
+                    push_capped(&mut stderr, &message, limit, &mut truncated)
+                }
+                Ok(bollard::container::LogOutput::StdIn { .. }) => {}
+                Err(e) => return Err(SandboxError::Exec(e.to_string())),
+            }
+        }
+        Ok(())
+    };
+    let timed_out = match req.timeout {
+        Some(t) => match tokio::time::timeout(t, collect).await {
+            Ok(r) => {
+                r?;
+                false
+            }
+            Err(_) => true,
+        },
+        None => {
+            collect.await?;
+            false
+        }
+    };
+    guard.docker = None;
+    if timed_out {
+        kill_marked(docker, container, &mark).await;
+        return Ok(ExecOutput {
+            exit_code: None,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            timed_out: true,
+            truncated,
+        });
+    }
+    let inspect = docker
+        .inspect_exec(&created.id)
+        .await
+        .map_err(|e| SandboxError::Exec(e.to_string()))?;
+    Ok(ExecOutput {
+        exit_code: inspect.exit_code,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        timed_out: false,
+        truncated,
+    })
+}
+
+/// Kills an exec's processes when its future is dropped before the command ended.
+struct KillOnDrop {
+    docker: Option<Docker>,
+    container: String,
+    mark: String,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let (Some(docker), Ok(handle)) = (self.docker.take(), tokio::runtime::Handle::try_current()) {
+            let container = std::mem::take(&mut self.container);
+            let mark = std::mem::take(&mut self.mark);
+            handle.spawn(async move { kill_marked(&docker, &container, &mark).await });
+        }
+    }
+}
+
+/// Kills every process of a timed-out exec: they all carry its mark in their environment.
+async fn kill_marked(docker: &Docker, container: &str, mark: &str) {
+    let script = format!(
+        "for p in /proc/[0-9]*; do if grep -qz '^{EXEC_MARK}={mark}$' \"$p/environ\" 2>/dev/null; then kill -9 \"${{p#/proc/}}\" 2>/dev/null; fi; done; true"
+    );
+    let opts = CreateExecOptions {
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        cmd: Some(vec!["sh".to_owned(), "-c".to_owned(), script]),
+        user: Some("root".to_owned()),
+        ..Default::default()
+    };
+    let Ok(created) = docker.create_exec(container, opts).await else {
+        return;
+    };
+    if let Ok(StartExecResults::Attached { mut output, .. }) = docker.start_exec(&created.id, None).await {
+        let drain = async { while output.next().await.is_some() {} };
+        let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dest_split() {
+        assert_eq!(split_dest("/a/b/c"), ("/a/b".to_owned(), "c".to_owned()));
+        assert_eq!(split_dest("/c"), ("/".to_owned(), "c".to_owned()));
+        assert_eq!(split_dest("/a/b/"), ("/a".to_owned(), "b".to_owned()));
+    }
+
+    #[test]
+    fn names_are_docker_safe() {
+        assert_eq!(sanitize("Org/My Task"), "org-my-task");
+        assert_eq!(sanitize("__x"), "x");
+        assert_eq!(sanitize("///"), "task");
+    }
+
+    #[test]
+    fn image_tag_changes_with_content() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("Dockerfile"), "FROM x\n").unwrap();
+        let a = DockerBackend::image_tag(d.path()).unwrap();
+        assert_eq!(a, DockerBackend::image_tag(d.path()).unwrap());
+        std::fs::write(d.path().join("Dockerfile"), "FROM y\n").unwrap();
+        assert_ne!(a, DockerBackend::image_tag(d.path()).unwrap());
+        assert!(a.starts_with("autoagent-env:"));
+    }
+}

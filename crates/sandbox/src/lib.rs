@@ -1,0 +1,214 @@
+//! Sandboxes: where a task's environment runs and where agents' commands execute.
+//!
+//! A [`Backend`] turns an [`EnvironmentSpec`] (built from a task's `environment/` and
+//! `[environment]` table) into a live [`Sandbox`]; a sandbox executes commands with a timeout,
+//! user, env and cwd, moves files in and out, and is destroyed at the end. Backends:
+//! [`docker::DockerBackend`] (the Engine API; compose tasks through the `docker compose` CLI)
+//! and [`local::LocalBackend`] (bubblewrap when installed, else a plain process).
+//!
+//! Everything that goes wrong here is infrastructure, never the agent's fault: callers record
+//! a [`SandboxError`] as an error of the trial, not as a score.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub mod docker;
+pub mod local;
+mod tarball;
+
+/// The most bytes of stdout (and, separately, of stderr) an exec keeps in memory.
+/// Beyond it the output is cut and [`ExecOutput::truncated`] is set; callers that need
+/// more redirect to a file inside the sandbox.
+pub const DEFAULT_OUTPUT_LIMIT: usize = 8 * 1024 * 1024;
+
+/// One command to run inside a sandbox, through `bash -c`.
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    pub command: String,
+    pub timeout: Option<Duration>,
+    /// A user name or uid (`user`, `uid`, `user:group`); `None` is the sandbox's default user.
+    pub user: Option<String>,
+    pub env: BTreeMap<String, String>,
+    /// The working directory; `None` is the environment's workdir.
+    pub cwd: Option<String>,
+    /// Overrides [`DEFAULT_OUTPUT_LIMIT`].
+    pub output_limit: Option<usize>,
+}
+
+impl ExecRequest {
+    pub fn new(command: impl Into<String>) -> Self {
+        Self {
+            command: command.into(),
+            ..Self::default()
+        }
+    }
+    pub fn timeout(mut self, t: Option<Duration>) -> Self {
+        self.timeout = t;
+        self
+    }
+    pub fn user(mut self, u: Option<String>) -> Self {
+        self.user = u;
+        self
+    }
+    pub fn env(mut self, env: BTreeMap<String, String>) -> Self {
+        self.env = env;
+        self
+    }
+    pub fn cwd(mut self, cwd: Option<String>) -> Self {
+        self.cwd = cwd;
+        self
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// `None` when the command was killed on timeout.
+    pub exit_code: Option<i64>,
+    pub stdout: String,
+    pub stderr: String,
+    pub timed_out: bool,
+    /// Output was longer than the limit and was cut.
+    pub truncated: bool,
+}
+
+/// A bind mount from the host into the sandbox (the trial's log dirs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub host: PathBuf,
+    pub target: String,
+}
+
+/// What a backend needs to start a task's environment.
+#[derive(Debug, Clone, Default)]
+pub struct EnvironmentSpec {
+    /// A short name used in image and container names (the task name).
+    pub name: String,
+    /// `<task>/environment`, the build context, when the task has one.
+    pub build_context: Option<PathBuf>,
+    /// `[environment].docker_image`, a prebuilt image.
+    pub docker_image: Option<String>,
+    /// Rebuild even when the image exists or `docker_image` is set.
+    pub force_build: bool,
+    pub cpus: Option<f64>,
+    pub memory_mb: Option<u64>,
+    /// Whether the sandbox may reach the network. Off unless the task allows it.
+    pub network: bool,
+    /// Env for every exec (`[environment].env`, templates already resolved).
+    pub env: BTreeMap<String, String>,
+    /// `[environment].workdir`: the cwd of every exec; `None` is the image's WORKDIR.
+    pub workdir: Option<String>,
+    pub mounts: Vec<Mount>,
+    /// Labels for the container, so that leftovers can be found and removed.
+    pub labels: BTreeMap<String, String>,
+    /// Limits the whole start: build, create, start.
+    pub start_timeout: Option<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot reach the Docker daemon: {0}")]
+    Daemon(String),
+    #[error("building image {image} failed: {message}")]
+    Build { image: String, message: String },
+    #[error("starting the environment timed out after {0:?}")]
+    StartTimeout(Duration),
+    #[error("starting the environment failed: {0}")]
+    Start(String),
+    #[error("exec failed: {0}")]
+    Exec(String),
+    #[error("copying files failed: {0}")]
+    Transfer(String),
+    #[error(
+        "task needs docker compose (environment/docker-compose.yaml) but `docker compose` v2 is not installed: {0}"
+    )]
+    ComposeMissing(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl SandboxError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = SandboxError> = std::result::Result<T, E>;
+
+/// A running environment.
+#[async_trait]
+pub trait Sandbox: Send + Sync {
+    /// A short id for logs (the container id, or the local work dir).
+    fn id(&self) -> &str;
+    /// The directory commands run in by default (the workdir), when known.
+    fn workdir(&self) -> Option<&str>;
+    /// Things the caller should tell the user about this sandbox (what could not be applied).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+    async fn exec(&self, req: ExecRequest) -> Result<ExecOutput>;
+    /// Copies a host file or directory to `dest` (the directory's contents go *into* `dest`),
+    /// creating `dest`'s parents.
+    async fn upload(&self, host: &Path, dest: &str) -> Result<()>;
+    /// Writes bytes to a file at `dest`, creating its parents.
+    async fn write_file(&self, dest: &str, bytes: &[u8], mode: u32) -> Result<()>;
+    /// Copies a sandbox file or directory to `host_dest` (a directory's contents go into it).
+    async fn download(&self, src: &str, host_dest: &Path) -> Result<()>;
+    /// Removes the environment. Idempotent.
+    async fn destroy(&self) -> Result<()>;
+}
+
+/// Creates sandboxes.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// `docker` or `local`.
+    fn kind(&self) -> &'static str;
+    async fn start(&self, spec: &EnvironmentSpec) -> Result<Box<dyn Sandbox>>;
+    /// Removes every sandbox this backend started that is still alive (Ctrl-C).
+    async fn destroy_all(&self);
+}
+
+/// `s` quoted for `bash -c`.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+%".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Keeps at most `limit` bytes, cutting on a char boundary.
+pub(crate) fn push_capped(buf: &mut Vec<u8>, bytes: &[u8], limit: usize, truncated: &mut bool) {
+    let room = limit.saturating_sub(buf.len());
+    if bytes.len() > room {
+        *truncated = true;
+    }
+    buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("/logs/agent"), "/logs/agent");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

@@ -1,0 +1,140 @@
+//! Tar archives for the Engine API's archive endpoints.
+
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+use crate::{Result, SandboxError};
+
+/// Archives a host file (as `file_name`) or a directory's contents (relative paths).
+pub(crate) fn pack(host: &Path, file_name: &str) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    let meta = std::fs::metadata(host)
+        .map_err(|e| SandboxError::io(format!("reading {}", host.display()), e))?;
+    let res = if meta.is_dir() {
+        builder.append_dir_all(".", host)
+    } else {
+        builder.append_path_with_name(host, file_name)
+    };
+    res.map_err(|e| SandboxError::io(format!("archiving {}", host.display()), e))?;
+    builder
+        .into_inner()
+        .map_err(|e| SandboxError::io(format!("archiving {}", host.display()), e))
+}
+
+/// Archives one in-memory file.
+pub(crate) fn pack_bytes(file_name: &str, bytes: &[u8], mode: u32) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(mode);
+    header.set_mtime(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    );
+    header.set_cksum();
+    builder
+        .append_data(&mut header, file_name, bytes)
+        .map_err(|e| SandboxError::io(format!("archiving {file_name}"), e))?;
+    builder
+        .into_inner()
+        .map_err(|e| SandboxError::io(format!("archiving {file_name}"), e))
+}
+
+/// Unpacks an archive from `GET /archive?path=SRC`, whose entries start with `basename(SRC)`.
+/// A single file lands at `host_dest`; a directory's contents land inside `host_dest`.
+pub(crate) fn unpack_download(archive: &[u8], host_dest: &Path) -> Result<()> {
+    let mut ar = tar::Archive::new(archive);
+    let entries = ar
+        .entries()
+        .map_err(|e| SandboxError::io("reading the downloaded archive", e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| SandboxError::io("reading the downloaded archive", e))?;
+        let path = entry
+            .path()
+            .map_err(|e| SandboxError::io("reading the downloaded archive", e))?
+            .into_owned();
+        let mut comps = path.components().filter(|c| matches!(c, Component::Normal(_)));
+        comps.next();
+        let rest: PathBuf = comps.collect();
+        let kind = entry.header().entry_type();
+        if rest.as_os_str().is_empty() {
+            if kind.is_dir() {
+                std::fs::create_dir_all(host_dest)
+                    .map_err(|e| SandboxError::io(format!("creating {}", host_dest.display()), e))?;
+                continue;
+            }
+            if let Some(parent) = host_dest.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| SandboxError::io(format!("creating {}", parent.display()), e))?;
+            }
+            write_entry(&mut entry, host_dest)?;
+            continue;
+        }
+        let target = host_dest.join(&rest);
+        if kind.is_dir() {
+            std::fs::create_dir_all(&target)
+                .map_err(|e| SandboxError::io(format!("creating {}", target.display()), e))?;
+        } else if kind.is_file() {
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| SandboxError::io(format!("creating {}", parent.display()), e))?;
+            }
+            write_entry(&mut entry, &target)?;
+        } else if kind.is_symlink() {
+            // Symlinks are kept as links; their targets are not followed out of the dest.
+            if let (Ok(Some(link)), Some(parent)) = (entry.link_name(), target.parent()) {
+                let _ = std::fs::create_dir_all(parent);
+                let _ = std::fs::remove_file(&target);
+                let _ = std::os::unix::fs::symlink(link.as_ref(), &target);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_entry<R: Read>(entry: &mut tar::Entry<R>, target: &Path) -> Result<()> {
+    let mut buf = Vec::new();
+    entry
+        .read_to_end(&mut buf)
+        .map_err(|e| SandboxError::io("reading the downloaded archive", e))?;
+    std::fs::write(target, &buf)
+        .map_err(|e| SandboxError::io(format!("writing {}", target.display()), e))?;
+    if let Ok(mode) = entry.header().mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode & 0o7777));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_round_trip_through_a_download_shaped_archive() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(src.path().join("sub")).unwrap();
+        std::fs::write(src.path().join("sub/a.txt"), "A").unwrap();
+        std::fs::write(src.path().join("b.txt"), "B").unwrap();
+        // The daemon prefixes entries with the basename of the path asked for.
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_dir_all("logs", src.path()).unwrap();
+        let ar = b.into_inner().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        unpack_download(&ar, dst.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(dst.path().join("sub/a.txt")).unwrap(), "A");
+        assert_eq!(std::fs::read_to_string(dst.path().join("b.txt")).unwrap(), "B");
+    }
+
+    #[test]
+    fn single_file_lands_at_dest() {
+        let ar = pack_bytes("x.txt", b"hello", 0o644).unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let target = dst.path().join("out/y.txt");
+        unpack_download(&ar, &target).unwrap();
+        assert_eq!(std::fs::read_to_string(target).unwrap(), "hello");
+    }
+}

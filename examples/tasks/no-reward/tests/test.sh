@@ -1,0 +1,3 @@
+#!/bin/bash
+echo "verifier ran but wrote no reward"
+exit 3
