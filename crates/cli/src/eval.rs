@@ -26,7 +26,12 @@ pub enum AgentKind {
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
     /// A task dir or a dataset dir (a dir of task dirs).
-    #[arg(short = 'p', long = "path", visible_alias = "tasks", default_value = "tasks")]
+    #[arg(
+        short = 'p',
+        long = "path",
+        visible_alias = "tasks",
+        default_value = "tasks"
+    )]
     pub path: PathBuf,
     /// The agent to run.
     #[arg(short = 'a', long = "agent", value_enum, default_value = "oracle")]
@@ -77,7 +82,11 @@ struct Progress {
 impl Progress {
     fn refresh(&self) {
         let (sum, n) = self.rewards.lock().map(|r| *r).unwrap_or((0.0, 0));
-        let mean = if n == 0 { "-".to_owned() } else { format!("{:.3}", sum / n as f64) };
+        let mean = if n == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.3}", sum / n as f64)
+        };
         self.bar.set_message(format!(
             "running {}  errors {}  mean {mean}",
             self.running.load(Ordering::Relaxed),
@@ -91,7 +100,9 @@ impl JobObserver for Progress {
         self.bar.set_length(total as u64);
         self.bar.set_position(already_done as u64);
         if already_done > 0 {
-            self.bar.println(format!("resuming: {already_done} of {total} trials already done"));
+            self.bar.println(format!(
+                "resuming: {already_done} of {total} trials already done"
+            ));
         }
         self.refresh();
     }
@@ -100,7 +111,9 @@ impl JobObserver for Progress {
         self.refresh();
     }
     fn trial_retrying(&self, trial: &str, exception: &str, attempt: u32) {
-        self.bar.println(format!("retrying {trial} after {exception} (retry {attempt})"));
+        self.bar.println(format!(
+            "retrying {trial} after {exception} (retry {attempt})"
+        ));
     }
     fn trial_finished(&self, r: &TrialResult) {
         self.running.fetch_sub(1, Ordering::Relaxed);
@@ -123,10 +136,11 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     };
     let backend = backend(args.sandbox).await?;
     let config = JobConfig {
-        job_name: args
-            .job_name
-            .clone()
-            .unwrap_or_else(|| chrono::Local::now().format("%Y-%m-%d__%H-%M-%S").to_string()),
+        job_name: args.job_name.clone().unwrap_or_else(|| {
+            chrono::Local::now()
+                .format("%Y-%m-%d__%H-%M-%S")
+                .to_string()
+        }),
         jobs_dir: args.jobs_dir.clone(),
         path: std::path::absolute(&args.path).unwrap_or(args.path.clone()),
         agent: agent.name().to_owned(),
@@ -188,13 +202,33 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
 pub fn render_summary(o: &JobOutcome) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let w_task = o.trials.iter().map(|t| t.task_name.len()).max().unwrap_or(4).max(4);
-    let w_trial = o.trials.iter().map(|t| t.trial_name.len()).max().unwrap_or(5).max(5);
-    let _ = writeln!(s, "{:<w_task$}  {:<w_trial$}  {:>8}  error", "task", "trial", "reward");
+    let w_task = o
+        .trials
+        .iter()
+        .map(|t| t.task_name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let w_trial = o
+        .trials
+        .iter()
+        .map(|t| t.trial_name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let _ = writeln!(
+        s,
+        "{:<w_task$}  {:<w_trial$}  {:>8}  error",
+        "task", "trial", "reward"
+    );
     for t in &o.trials {
         let reward = match t.rewards() {
             Some(r) if r.len() == 1 => r.values().next().map(|v| v.to_string()).unwrap_or_default(),
-            Some(r) => r.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+            Some(r) => r
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
             None => "-".to_owned(),
         };
         let error = match t.exception_type() {
@@ -202,7 +236,11 @@ pub fn render_summary(o: &JobOutcome) -> String {
             Some(e) => e.to_owned(),
             None => String::new(),
         };
-        let _ = writeln!(s, "{:<w_task$}  {:<w_trial$}  {reward:>8}  {error}", t.task_name, t.trial_name);
+        let row = format!(
+            "{:<w_task$}  {:<w_trial$}  {reward:>8}  {error}",
+            t.task_name, t.trial_name
+        );
+        let _ = writeln!(s, "{}", row.trim_end());
     }
     let _ = writeln!(s);
     for (key, ev) in &o.result.stats.evals {
@@ -231,7 +269,7 @@ pub fn render_summary(o: &JobOutcome) -> String {
     let scored = o.trials.len() - infra.len();
     let _ = writeln!(
         s,
-        "trials: {} ({} scored, {} infrastructure errors, {} retries)",
+        "trials: {} (scored {}, infrastructure errors {}, retries {})",
         o.trials.len(),
         scored,
         infra.len(),
@@ -247,13 +285,23 @@ pub fn render_summary(o: &JobOutcome) -> String {
         let _ = writeln!(
             s,
             "mean over scored trials: {:.3} (the mean above counts infrastructure errors as 0, as Harbor does)",
-            if scored == 0 { 0.0 } else { sum / scored as f64 }
+            if scored == 0 {
+                0.0
+            } else {
+                sum / scored as f64
+            }
         );
         for t in infra {
             let msg = t
                 .exception_info
                 .as_ref()
-                .map(|e| e.exception_message.lines().next().unwrap_or_default().to_owned())
+                .map(|e| {
+                    e.exception_message
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned()
+                })
                 .unwrap_or_default();
             let _ = writeln!(s, "  {}: {msg}", t.trial_name);
         }

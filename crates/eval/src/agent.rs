@@ -125,10 +125,8 @@ impl TrialAgent for OracleAgent {
                 chmod.stderr.trim()
             )));
         }
-        let mut envs = BTreeMap::from([(
-            "DEBIAN_FRONTEND".to_owned(),
-            "noninteractive".to_owned(),
-        )]);
+        let mut envs =
+            BTreeMap::from([("DEBIAN_FRONTEND".to_owned(), "noninteractive".to_owned())]);
         envs.extend(ctx.task.config.solution.env.clone());
         let out = env
             .exec(

@@ -20,6 +20,9 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::TrialAgent;
 use crate::trial::{NOT_RETRIED, TrialSpec, run_trial};
 
+/// The sandbox label that carries the job's id.
+pub const JOB_LABEL: &str = "autoagent.job";
+
 /// What a job is: written to `<job>/config.json`; a resumed job must match it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobConfig {
@@ -57,7 +60,9 @@ impl JobConfig {
 pub enum JobError {
     #[error(transparent)]
     Dataset(#[from] autoagent_harbor::task::DatasetError),
-    #[error("no task matches the filters (-i {include:?} -x {exclude:?}) among {available} task(s)")]
+    #[error(
+        "no task matches the filters (-i {include:?} -x {exclude:?}) among {available} task(s)"
+    )]
     NoTasks {
         include: Vec<String>,
         exclude: Vec<String>,
@@ -170,7 +175,11 @@ struct JobLog(Arc<Mutex<Option<std::fs::File>>>);
 
 impl JobLog {
     fn open(path: &Path) -> Self {
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(path).ok();
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok();
         Self(Arc::new(Mutex::new(f)))
     }
     fn line(&self, msg: &str) {
@@ -231,10 +240,13 @@ pub async fn run_job(
         log.line("resuming");
     } else {
         let bytes = serde_json::to_vec_pretty(config).unwrap_or_default();
-        std::fs::write(&config_path, bytes).map_err(io_err(format!("writing {}", config_path.display())))?;
+        std::fs::write(&config_path, bytes)
+            .map_err(io_err(format!("writing {}", config_path.display())))?;
     }
     let mut done: Vec<TrialResult> = Vec::new();
-    for entry in std::fs::read_dir(&job_dir).map_err(io_err(format!("listing {}", job_dir.display())))? {
+    for entry in
+        std::fs::read_dir(&job_dir).map_err(io_err(format!("listing {}", job_dir.display())))?
+    {
         let Ok(entry) = entry else { continue };
         let path = entry.path();
         if !path.is_dir() {
@@ -247,7 +259,8 @@ pub async fn run_job(
             Some(r) => done.push(r),
             None => {
                 log.line(&format!("removing unfinished trial {}", path.display()));
-                std::fs::remove_dir_all(&path).map_err(io_err(format!("removing {}", path.display())))?;
+                std::fs::remove_dir_all(&path)
+                    .map_err(io_err(format!("removing {}", path.display())))?;
             }
         }
     }
@@ -278,6 +291,15 @@ pub async fn run_job(
         .as_ref()
         .map(|r| r.started_at)
         .unwrap_or_else(|| Local::now().naive_local());
+    if let Some(prev) = &previous_result {
+        // A killed run leaves its containers behind; they carry the job's id.
+        let n = backend.remove_labelled(JOB_LABEL, &prev.id).await;
+        if n > 0 {
+            log.line(&format!(
+                "removed {n} sandbox(es) left by the interrupted run"
+            ));
+        }
+    }
     let live = Arc::new(Mutex::new(Live {
         result: JobResult {
             id: previous_result
@@ -289,7 +311,10 @@ pub async fn run_job(
             finished_at: None,
             n_total_trials: total as u64,
             stats: JobStats {
-                n_retries: previous_result.as_ref().map(|r| r.stats.n_retries).unwrap_or(0),
+                n_retries: previous_result
+                    .as_ref()
+                    .map(|r| r.stats.n_retries)
+                    .unwrap_or(0),
                 ..JobStats::default()
             },
         },
@@ -334,7 +359,7 @@ pub async fn run_job(
                 timeout_multiplier: config.timeout_multiplier,
                 disable_verification: config.disable_verification,
                 config: trial_config_json(&config, &task, &name, &job_dir, &job_id),
-                labels: BTreeMap::from([("autoagent.job".to_owned(), job_id)]),
+                labels: BTreeMap::from([(JOB_LABEL.to_owned(), job_id)]),
                 task,
             };
             observer.trial_started(&name, &spec.task.name);
@@ -354,7 +379,10 @@ pub async fn run_job(
                 }
                 attempt += 1;
                 let kind = r.exception_type().unwrap_or_default().to_owned();
-                log.line(&format!("trial {name}: {kind}; retry {attempt}/{}", config.max_retries));
+                log.line(&format!(
+                    "trial {name}: {kind}; retry {attempt}/{}",
+                    config.max_retries
+                ));
                 observer.trial_retrying(&name, &kind, attempt);
                 if let Ok(mut l) = live.lock() {
                     l.result.stats.n_retries += 1;
@@ -468,7 +496,13 @@ fn config_diff(old: &JobConfig, new: &JobConfig) -> String {
 fn write_job_result(job_dir: &Path, live: &Mutex<Live>, config: &JobConfig, finished: bool) {
     let Ok(mut l) = live.lock() else { return };
     let now = Local::now().naive_local();
-    let stats = compute_stats(&l.trials, config, l.running, l.pending, l.result.stats.n_retries);
+    let stats = compute_stats(
+        &l.trials,
+        config,
+        l.running,
+        l.pending,
+        l.result.stats.n_retries,
+    );
     l.result.stats = stats;
     l.result.updated_at = Some(now);
     if finished {
@@ -512,11 +546,16 @@ pub fn compute_stats(
                 }
             }
             if let Some(e) = t.exception_type() {
-                exception_stats.entry(e.to_owned()).or_default().push(t.trial_name.clone());
+                exception_stats
+                    .entry(e.to_owned())
+                    .or_default()
+                    .push(t.trial_name.clone());
             }
         }
-        let per_task: Vec<(String, _)> =
-            ts.iter().map(|t| (t.task_name.clone(), t.rewards())).collect();
+        let per_task: Vec<(String, _)> = ts
+            .iter()
+            .map(|t| (t.task_name.clone(), t.rewards()))
+            .collect();
         out.insert(
             key,
             EvalStats {

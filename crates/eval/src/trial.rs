@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use autoagent_harbor::Task;
 use autoagent_harbor::result::{
-    AgentInfo, AgentResult, ExceptionInfo, Rewards, TaskId, TimingInfo, TrialResult,
-    VerifierResult,
+    AgentInfo, AgentResult, ExceptionInfo, Rewards, TaskId, TimingInfo, TrialResult, VerifierResult,
 };
 use autoagent_sandbox::{Backend, EnvironmentSpec, ExecRequest, Mount, Sandbox, SandboxError};
 use chrono::Utc;
@@ -70,6 +69,7 @@ pub struct TrialSpec {
 }
 
 /// A trial-level failure: the exception type and its message.
+#[derive(Debug)]
 struct Failure {
     kind: &'static str,
     message: String,
@@ -171,9 +171,19 @@ pub async fn run_trial(
     };
     let _ = std::fs::create_dir_all(trial_dir);
     let log = TrialLog::open(&trial_dir.join("trial.log"));
-    log.line(&format!("trial {} of task {} ({})", spec.trial_name, task.name, task.dir.display()));
+    log.line(&format!(
+        "trial {} of task {} ({})",
+        spec.trial_name,
+        task.name,
+        task.dir.display()
+    ));
     if let Err(e) = make_dirs(trial_dir) {
-        record(&mut result, Failure::new("RuntimeError", format!("creating the trial dirs: {e}")), trial_dir, &log);
+        record(
+            &mut result,
+            Failure::new("RuntimeError", format!("creating the trial dirs: {e}")),
+            trial_dir,
+            &log,
+        );
         return finish(result, trial_dir, &log);
     }
     let _ = std::fs::write(
@@ -284,7 +294,12 @@ async fn run_phases(
             .environment
             .env
             .iter()
-            .map(|(k, v)| (k.clone(), autoagent_harbor::config::resolve_env_template(v, host_env)))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    autoagent_harbor::config::resolve_env_template(v, host_env),
+                )
+            })
             .collect(),
         workdir: cfg.environment.workdir.clone(),
         mounts: vec![
@@ -350,7 +365,11 @@ async fn run_phases(
     // trial goes on to the verifier; anything else ends it here.
     let mut exec = TimingInfo::start();
     result.agent_execution = Some(exec.clone());
-    log.line(&format!("agent {} running (timeout {:?})", agent.name(), ctx.timeout));
+    log.line(&format!(
+        "agent {} running (timeout {:?})",
+        agent.name(),
+        ctx.timeout
+    ));
     let partial = Mutex::new(AgentResult::default());
     let run = agent.run(&task.instruction, sb, &ctx, &partial);
     let outcome = match ctx.timeout {
@@ -386,7 +405,10 @@ async fn run_phases(
         vt.finish();
         result.verifier = Some(vt);
         let rewards = verdict?;
-        log.line(&format!("rewards: {}", serde_json::to_string(&rewards).unwrap_or_default()));
+        log.line(&format!(
+            "rewards: {}",
+            serde_json::to_string(&rewards).unwrap_or_default()
+        ));
         result.verifier_result = Some(VerifierResult {
             rewards: Some(rewards),
         });
@@ -413,7 +435,10 @@ async fn healthcheck(
             tokio::time::sleep(Duration::from_secs_f64(hc.interval_sec.max(0.0))).await;
         }
         let out = sb
-            .exec(ExecRequest::new(hc.command.clone()).timeout(Some(Duration::from_secs_f64(hc.timeout_sec))))
+            .exec(
+                ExecRequest::new(hc.command.clone())
+                    .timeout(Some(Duration::from_secs_f64(hc.timeout_sec))),
+            )
             .await?;
         if out.exit_code == Some(0) {
             return Ok(());
@@ -422,7 +447,11 @@ async fn healthcheck(
     }
     Err(Failure::new(
         "HealthcheckError",
-        format!("healthcheck `{}` failed {} times; last: {last}", hc.command, hc.retries + 1),
+        format!(
+            "healthcheck `{}` failed {} times; last: {last}",
+            hc.command,
+            hc.retries + 1
+        ),
     ))
 }
 
@@ -446,10 +475,14 @@ async fn verify(
     for f in ["reward.txt", "reward.json"] {
         let _ = std::fs::remove_file(trial_dir.join("verifier").join(f));
     }
-    sb.upload(&task.tests_dir(), "/tests")
-        .await
-        .map_err(|e| Failure::new("AddTestsDirError", format!("uploading tests/ to /tests: {e}")))?;
-    sb.exec(ExecRequest::new("chmod +x /tests/test.sh").user(root)).await?;
+    sb.upload(&task.tests_dir(), "/tests").await.map_err(|e| {
+        Failure::new(
+            "AddTestsDirError",
+            format!("uploading tests/ to /tests: {e}"),
+        )
+    })?;
+    sb.exec(ExecRequest::new("chmod +x /tests/test.sh").user(root))
+        .await?;
     let env = cfg
         .env
         .iter()
@@ -483,16 +516,24 @@ fn read_rewards(dir: &Path) -> Result<Rewards, Failure> {
     let json = dir.join("reward.json");
     let txt = dir.join("reward.txt");
     if json.is_file() {
-        let text = std::fs::read_to_string(&json)
-            .map_err(|e| Failure::new("VerifierOutputParseError", format!("reading reward.json: {e}")))?;
+        let text = std::fs::read_to_string(&json).map_err(|e| {
+            Failure::new(
+                "VerifierOutputParseError",
+                format!("reading reward.json: {e}"),
+            )
+        })?;
         if text.trim().is_empty() {
             return Err(Failure::new("RewardFileEmptyError", "reward.json is empty"));
         }
         return parse_reward_json(&text);
     }
     if txt.is_file() {
-        let text = std::fs::read_to_string(&txt)
-            .map_err(|e| Failure::new("VerifierOutputParseError", format!("reading reward.txt: {e}")))?;
+        let text = std::fs::read_to_string(&txt).map_err(|e| {
+            Failure::new(
+                "VerifierOutputParseError",
+                format!("reading reward.txt: {e}"),
+            )
+        })?;
         if text.trim().is_empty() {
             return Err(Failure::new("RewardFileEmptyError", "reward.txt is empty"));
         }
@@ -503,7 +544,10 @@ fn read_rewards(dir: &Path) -> Result<Rewards, Failure> {
             )
         })?;
         let n = serde_json::Number::from_f64(v).ok_or_else(|| {
-            Failure::new("VerifierOutputParseError", format!("reward.txt: not finite: {v}"))
+            Failure::new(
+                "VerifierOutputParseError",
+                format!("reward.txt: not finite: {v}"),
+            )
         })?;
         return Ok(Rewards::from([("reward".to_owned(), n)]));
     }
@@ -518,7 +562,8 @@ fn read_rewards(dir: &Path) -> Result<Rewards, Failure> {
 }
 
 fn parse_reward_json(text: &str) -> Result<Rewards, Failure> {
-    let parse_err = |m: String| Failure::new("VerifierOutputParseError", format!("reward.json: {m}"));
+    let parse_err =
+        |m: String| Failure::new("VerifierOutputParseError", format!("reward.json: {m}"));
     let v: serde_json::Value =
         serde_json::from_str(text).map_err(|e| parse_err(format!("not valid JSON: {e}")))?;
     match v {
@@ -530,7 +575,9 @@ fn parse_reward_json(text: &str) -> Result<Rewards, Failure> {
                     // Python's isinstance(True, int) accepts booleans; so does Harbor.
                     serde_json::Value::Bool(b) => serde_json::Number::from(u8::from(b)),
                     other => {
-                        return Err(parse_err(format!("value of `{k}` must be a number, found {other}")));
+                        return Err(parse_err(format!(
+                            "value of `{k}` must be a number, found {other}"
+                        )));
                     }
                 };
                 out.insert(k, n);
@@ -538,7 +585,9 @@ fn parse_reward_json(text: &str) -> Result<Rewards, Failure> {
             Ok(out)
         }
         serde_json::Value::Number(n) => Ok(Rewards::from([("reward".to_owned(), n)])),
-        other => Err(parse_err(format!("expected an object of numbers, found {other}"))),
+        other => Err(parse_err(format!(
+            "expected an object of numbers, found {other}"
+        ))),
     }
 }
 
@@ -575,7 +624,9 @@ async fn collect_artifacts(sb: &dyn Sandbox, task: &Task, trial_dir: &Path, log:
                 autoagent_sandbox::shell_quote(&source)
             )))
             .await;
-        let kind = probe.map(|o| o.stdout.trim().to_owned()).unwrap_or_else(|_| "missing".to_owned());
+        let kind = probe
+            .map(|o| o.stdout.trim().to_owned())
+            .unwrap_or_else(|_| "missing".to_owned());
         let status = if kind == "missing" {
             "not_found".to_owned()
         } else {
@@ -618,14 +669,26 @@ mod tests {
         assert_eq!(r.len(), 2, "reward.json wins over reward.txt");
         assert!(r["a"].is_u64());
         std::fs::write(d.path().join("reward.json"), r#"{"a": "x"}"#).unwrap();
-        assert_eq!(read_rewards(d.path()).unwrap_err().kind, "VerifierOutputParseError");
+        assert_eq!(
+            read_rewards(d.path()).unwrap_err().kind,
+            "VerifierOutputParseError"
+        );
         std::fs::write(d.path().join("reward.json"), "").unwrap();
-        assert_eq!(read_rewards(d.path()).unwrap_err().kind, "RewardFileEmptyError");
+        assert_eq!(
+            read_rewards(d.path()).unwrap_err().kind,
+            "RewardFileEmptyError"
+        );
         std::fs::remove_file(d.path().join("reward.json")).unwrap();
         std::fs::write(d.path().join("reward.txt"), "nan").unwrap();
-        assert_eq!(read_rewards(d.path()).unwrap_err().kind, "VerifierOutputParseError");
+        assert_eq!(
+            read_rewards(d.path()).unwrap_err().kind,
+            "VerifierOutputParseError"
+        );
         std::fs::write(d.path().join("reward.txt"), "one").unwrap();
-        assert_eq!(read_rewards(d.path()).unwrap_err().kind, "VerifierOutputParseError");
+        assert_eq!(
+            read_rewards(d.path()).unwrap_err().kind,
+            "VerifierOutputParseError"
+        );
     }
 
     #[test]

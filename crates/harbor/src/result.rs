@@ -113,7 +113,9 @@ impl TrialResult {
         }
     }
     pub fn exception_type(&self) -> Option<&str> {
-        self.exception_info.as_ref().map(|e| e.exception_type.as_str())
+        self.exception_info
+            .as_ref()
+            .map(|e| e.exception_type.as_str())
     }
 }
 
@@ -195,7 +197,10 @@ pub fn mean_metric(rewards: &[Option<&Rewards>]) -> BTreeMap<String, f64> {
                     .unwrap_or(0.0)
             })
             .sum();
-        out.insert("mean".to_owned(), if rewards.is_empty() { 0.0 } else { sum / n });
+        out.insert(
+            "mean".to_owned(),
+            if rewards.is_empty() { 0.0 } else { sum / n },
+        );
     } else {
         for k in keys {
             let sum: f64 = rewards

@@ -81,9 +81,8 @@ impl Task {
                 },
             )
         })?;
-        let config = parse_task_toml(&text).map_err(|(field, message)| {
-            err(&dir_name, "task.toml", field, message)
-        })?;
+        let config = parse_task_toml(&text)
+            .map_err(|(field, message)| err(&dir_name, "task.toml", field, message))?;
         let name = config
             .task
             .as_ref()
@@ -314,9 +313,7 @@ impl Dataset {
             }
         }
         Ok(Self {
-            name: path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned()),
+            name: path.file_name().map(|n| n.to_string_lossy().into_owned()),
             path,
             tasks,
             invalid,
@@ -348,7 +345,8 @@ mod tests {
 
     #[test]
     fn canary_lines_are_stripped() {
-        let s = "<!-- BENCHMARK DATA canary GUID 123 -->\n# canary string\n\nDo the thing.\n\nMore.\n";
+        let s =
+            "<!-- BENCHMARK DATA canary GUID 123 -->\n# canary string\n\nDo the thing.\n\nMore.\n";
         assert_eq!(strip_canary(s), "Do the thing.\n\nMore.\n");
         assert_eq!(strip_canary("Plain.\n"), "Plain.\n");
         assert_eq!(strip_canary("# Title\nbody"), "# Title\nbody");
@@ -386,6 +384,9 @@ mod tests {
         assert_eq!(ds.tasks[0].name, "b-ok");
         assert_eq!(ds.invalid.len(), 1);
         assert_eq!(ds.invalid[0].error.task, "a-bad");
-        assert_eq!(ds.invalid[0].error.field.as_deref(), Some("verifier.timeout_sec"));
+        assert_eq!(
+            ds.invalid[0].error.field.as_deref(),
+            Some("verifier.timeout_sec")
+        );
     }
 }

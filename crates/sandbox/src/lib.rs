@@ -176,13 +176,17 @@ pub trait Backend: Send + Sync {
     async fn start(&self, spec: &EnvironmentSpec) -> Result<Box<dyn Sandbox>>;
     /// Removes every sandbox this backend started that is still alive (Ctrl-C).
     async fn destroy_all(&self);
+    /// Removes sandboxes left behind by a process that was killed, found by one of the
+    /// labels given in [`EnvironmentSpec::labels`]. Returns how many were removed.
+    async fn remove_labelled(&self, _key: &str, _value: &str) -> usize {
+        0
+    }
 }
 
 /// `s` quoted for `bash -c`.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+%".contains(c))
     {
         s.to_owned()

@@ -30,7 +30,10 @@ use crate::{
 
 /// Host dirs bound read-only into a bubblewrap sandbox (when they exist and are not symlinks;
 /// symlinks such as `/bin -> usr/bin` are recreated as symlinks).
-const SYSTEM_DIRS: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "opt", "var", "srv", "root", "home"];
+const SYSTEM_DIRS: &[&str] = &[
+    "usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "opt", "var", "srv", "root",
+    "home",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isolation {
@@ -47,7 +50,14 @@ impl LocalBackend {
     /// Uses bubblewrap when `bwrap` runs here, else plain processes (with a warning).
     pub async fn detect() -> Self {
         let ok = Command::new("bwrap")
-            .args(["--ro-bind", "/", "/", "--unshare-net", "--die-with-parent", "true"])
+            .args([
+                "--ro-bind",
+                "/",
+                "/",
+                "--unshare-net",
+                "--die-with-parent",
+                "true",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -59,7 +69,11 @@ impl LocalBackend {
                 "bubblewrap (bwrap) is not available: the local sandbox runs plain processes, NOT isolated"
             );
         }
-        Self::with_isolation(if ok { Isolation::Bubblewrap } else { Isolation::None })
+        Self::with_isolation(if ok {
+            Isolation::Bubblewrap
+        } else {
+            Isolation::None
+        })
     }
 
     pub fn with_isolation(isolation: Isolation) -> Self {
@@ -97,7 +111,9 @@ fn read_dockerfile(text: &str) -> DockerfileFacts {
             "WORKDIR" => {
                 let w = rest.trim_matches('"').to_owned();
                 facts.workdir = Some(match &facts.workdir {
-                    Some(prev) if !w.starts_with('/') => format!("{}/{w}", prev.trim_end_matches('/')),
+                    Some(prev) if !w.starts_with('/') => {
+                        format!("{}/{w}", prev.trim_end_matches('/'))
+                    }
                     _ => w,
                 });
             }
@@ -151,7 +167,10 @@ impl Backend for LocalBackend {
             }
         }
         if spec.docker_image.is_some() {
-            notes.push("local sandbox: [environment].docker_image ignored; the host's tools are used".to_owned());
+            notes.push(
+                "local sandbox: [environment].docker_image ignored; the host's tools are used"
+                    .to_owned(),
+            );
         }
         env.extend(spec.env.clone());
         let root = tempfile::Builder::new()
@@ -211,7 +230,11 @@ impl Backend for LocalBackend {
     }
 
     async fn destroy_all(&self) {
-        let roots: Vec<PathBuf> = self.live.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+        let roots: Vec<PathBuf> = self
+            .live
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default();
         for r in roots {
             let _ = std::fs::remove_dir_all(r);
         }
@@ -221,7 +244,8 @@ impl Backend for LocalBackend {
 /// The host dir backing sandbox path `path`.
 fn private_dir(root: &Path, path: &str) -> Result<PathBuf> {
     let host = root.join("fs").join(path.trim_start_matches('/'));
-    std::fs::create_dir_all(&host).map_err(|e| SandboxError::io(format!("creating {}", host.display()), e))?;
+    std::fs::create_dir_all(&host)
+        .map_err(|e| SandboxError::io(format!("creating {}", host.display()), e))?;
     Ok(host)
 }
 
@@ -241,19 +265,41 @@ impl LocalSandbox {
     fn host_path(&self, path: &str) -> Result<PathBuf> {
         if self.isolation == Isolation::None {
             let p = Path::new(path);
-            return Ok(if p.is_absolute() { p.to_path_buf() } else { Path::new(&self.workdir).join(p) });
+            return Ok(if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                Path::new(&self.workdir).join(p)
+            });
         }
-        let path = if path.starts_with('/') { path.to_owned() } else { format!("{}/{path}", self.workdir) };
-        let mut binds = self.binds.lock().map_err(|_| SandboxError::Transfer("lock poisoned".to_owned()))?;
+        let path = if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            format!("{}/{path}", self.workdir)
+        };
+        let mut binds = self
+            .binds
+            .lock()
+            .map_err(|_| SandboxError::Transfer("lock poisoned".to_owned()))?;
         let best = binds
             .iter()
-            .filter(|(target, _)| path == *target || path.starts_with(&format!("{}/", target.trim_end_matches('/'))))
+            .filter(|(target, _)| {
+                path == *target || path.starts_with(&format!("{}/", target.trim_end_matches('/')))
+            })
             .max_by_key(|(target, _)| target.len());
         if let Some((target, host)) = best {
             let rest = path[target.len()..].trim_start_matches('/');
-            return Ok(if rest.is_empty() { host.clone() } else { host.join(rest) });
+            return Ok(if rest.is_empty() {
+                host.clone()
+            } else {
+                host.join(rest)
+            });
         }
-        let top = path.trim_start_matches('/').split('/').next().unwrap_or_default().to_owned();
+        let top = path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         if top.is_empty() || Path::new("/").join(&top).exists() {
             return Err(SandboxError::Transfer(format!(
                 "local sandbox: {path} is on the read-only host filesystem; only the workdir, /tmp, /logs and new top-level dirs are writable"
@@ -262,7 +308,11 @@ impl LocalSandbox {
         let host = private_dir(&self.root, &format!("/{top}"))?;
         binds.push((format!("/{top}"), host.clone()));
         let rest = path.trim_start_matches('/')[top.len()..].trim_start_matches('/');
-        Ok(if rest.is_empty() { host } else { host.join(rest) })
+        Ok(if rest.is_empty() {
+            host
+        } else {
+            host.join(rest)
+        })
     }
 
     fn command(&self, req: &ExecRequest) -> Result<Command> {
@@ -272,22 +322,29 @@ impl LocalSandbox {
             Isolation::Bubblewrap => {
                 cmd = Command::new("bwrap");
                 cmd.args(["--tmpfs", "/"]);
+                let binds = self
+                    .binds
+                    .lock()
+                    .map_err(|_| SandboxError::Exec("lock poisoned".to_owned()))?;
+                // Writable targets that do not exist on the host cannot be created inside a
+                // read-only bind: the dirs on their way are rebuilt from tmpfs instead.
+                let missing: Vec<PathBuf> = binds
+                    .iter()
+                    .map(|(t, _)| PathBuf::from(t))
+                    .filter(|t| !t.exists())
+                    .collect();
                 for d in SYSTEM_DIRS {
-                    let host = Path::new("/").join(d);
-                    match std::fs::symlink_metadata(&host) {
-                        Ok(m) if m.file_type().is_symlink() => {
-                            if let Ok(t) = std::fs::read_link(&host) {
-                                cmd.arg("--symlink").arg(t).arg(&host);
-                            }
-                        }
-                        Ok(m) if m.is_dir() => {
-                            cmd.arg("--ro-bind").arg(&host).arg(&host);
-                        }
-                        _ => {}
-                    }
+                    bind_read_only(&mut cmd, &Path::new("/").join(d), &missing);
                 }
-                cmd.args(["--proc", "/proc", "--dev", "/dev", "--unshare-all", "--die-with-parent", "--new-session"]);
-                let binds = self.binds.lock().map_err(|_| SandboxError::Exec("lock poisoned".to_owned()))?;
+                cmd.args([
+                    "--proc",
+                    "/proc",
+                    "--dev",
+                    "/dev",
+                    "--unshare-all",
+                    "--die-with-parent",
+                    "--new-session",
+                ]);
                 let mut sorted: Vec<_> = binds.iter().collect();
                 // Parents before children, so nested binds stack correctly.
                 sorted.sort_by_key(|(t, _)| t.len());
@@ -297,7 +354,10 @@ impl LocalSandbox {
                 cmd.arg("--chdir").arg(&cwd);
                 cmd.args(["bash", "-c", &req.command]);
                 cmd.env_clear();
-                cmd.env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+                cmd.env(
+                    "PATH",
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                );
                 cmd.env("HOME", "/tmp");
             }
             Isolation::None => {
@@ -309,7 +369,10 @@ impl LocalSandbox {
         for (k, v) in self.env.iter().chain(req.env.iter()) {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
         cmd.process_group(0);
         Ok(cmd)
     }
@@ -318,7 +381,10 @@ impl LocalSandbox {
 #[async_trait]
 impl Sandbox for LocalSandbox {
     fn id(&self) -> &str {
-        self.root.file_name().and_then(|n| n.to_str()).unwrap_or("local")
+        self.root
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("local")
     }
 
     fn workdir(&self) -> Option<&str> {
@@ -383,9 +449,15 @@ impl Sandbox for LocalSandbox {
             None => {
                 if let Some(pid) = pid {
                     // The whole process group: the command and everything it started.
-                    let _ = std::process::Command::new("kill").args(["-9", "--", &format!("-{pid}")]).status();
+                    let _ = std::process::Command::new("kill")
+                        .args(["-9", "--", &format!("-{pid}")])
+                        .status();
                 }
-                Ok(ExecOutput { exit_code: None, timed_out: true, ..ExecOutput::default() })
+                Ok(ExecOutput {
+                    exit_code: None,
+                    timed_out: true,
+                    ..ExecOutput::default()
+                })
             }
         }
     }
@@ -398,9 +470,11 @@ impl Sandbox for LocalSandbox {
     async fn write_file(&self, dest: &str, bytes: &[u8], mode: u32) -> Result<()> {
         let target = self.host_path(dest)?;
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| SandboxError::io(format!("creating {}", parent.display()), e))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| SandboxError::io(format!("creating {}", parent.display()), e))?;
         }
-        std::fs::write(&target, bytes).map_err(|e| SandboxError::io(format!("writing {dest}"), e))?;
+        std::fs::write(&target, bytes)
+            .map_err(|e| SandboxError::io(format!("writing {dest}"), e))?;
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode));
         Ok(())
@@ -417,21 +491,57 @@ impl Sandbox for LocalSandbox {
     }
 }
 
+/// Binds host dir `host` read-only at the same path, except that a dir lying on the way to one
+/// of `missing` (writable targets absent on the host) becomes a tmpfs whose children are bound
+/// one by one, so that bwrap can create the target in it.
+fn bind_read_only(cmd: &mut Command, host: &Path, missing: &[PathBuf]) {
+    let Ok(meta) = std::fs::symlink_metadata(host) else {
+        return;
+    };
+    if meta.file_type().is_symlink() {
+        if let Ok(t) = std::fs::read_link(host) {
+            cmd.arg("--symlink").arg(t).arg(host);
+        }
+        return;
+    }
+    if !meta.is_dir() {
+        cmd.arg("--ro-bind").arg(host).arg(host);
+        return;
+    }
+    if !missing.iter().any(|m| m.starts_with(host) && m != host) {
+        cmd.arg("--ro-bind").arg(host).arg(host);
+        return;
+    }
+    cmd.arg("--tmpfs").arg(host);
+    if let Ok(rd) = std::fs::read_dir(host) {
+        for e in rd.flatten() {
+            bind_read_only(cmd, &e.path(), missing);
+        }
+    }
+}
+
 /// Copies a file to `dest`, or a directory's contents into `dest`.
 fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
-    let meta = std::fs::metadata(src).map_err(|e| SandboxError::io(format!("reading {}", src.display()), e))?;
+    let meta = std::fs::metadata(src)
+        .map_err(|e| SandboxError::io(format!("reading {}", src.display()), e))?;
     if !meta.is_dir() {
         if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| SandboxError::io(format!("creating {}", parent.display()), e))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| SandboxError::io(format!("creating {}", parent.display()), e))?;
         }
-        std::fs::copy(src, dest).map_err(|e| SandboxError::io(format!("copying {}", src.display()), e))?;
+        std::fs::copy(src, dest)
+            .map_err(|e| SandboxError::io(format!("copying {}", src.display()), e))?;
         return Ok(());
     }
-    for entry in walkdir::WalkDir::new(src).into_iter().filter_map(std::result::Result::ok) {
+    for entry in walkdir::WalkDir::new(src)
+        .into_iter()
+        .filter_map(std::result::Result::ok)
+    {
         let rel = entry.path().strip_prefix(src).unwrap_or(entry.path());
         let target = dest.join(rel);
         if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&target).map_err(|e| SandboxError::io(format!("creating {}", target.display()), e))?;
+            std::fs::create_dir_all(&target)
+                .map_err(|e| SandboxError::io(format!("creating {}", target.display()), e))?;
         } else if entry.file_type().is_file() {
             std::fs::copy(entry.path(), &target)
                 .map_err(|e| SandboxError::io(format!("copying {}", entry.path().display()), e))?;

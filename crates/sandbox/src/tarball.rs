@@ -56,14 +56,17 @@ pub(crate) fn unpack_download(archive: &[u8], host_dest: &Path) -> Result<()> {
             .path()
             .map_err(|e| SandboxError::io("reading the downloaded archive", e))?
             .into_owned();
-        let mut comps = path.components().filter(|c| matches!(c, Component::Normal(_)));
+        let mut comps = path
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)));
         comps.next();
         let rest: PathBuf = comps.collect();
         let kind = entry.header().entry_type();
         if rest.as_os_str().is_empty() {
             if kind.is_dir() {
-                std::fs::create_dir_all(host_dest)
-                    .map_err(|e| SandboxError::io(format!("creating {}", host_dest.display()), e))?;
+                std::fs::create_dir_all(host_dest).map_err(|e| {
+                    SandboxError::io(format!("creating {}", host_dest.display()), e)
+                })?;
                 continue;
             }
             if let Some(parent) = host_dest.parent() {
@@ -125,8 +128,14 @@ mod tests {
         let ar = b.into_inner().unwrap();
         let dst = tempfile::tempdir().unwrap();
         unpack_download(&ar, dst.path()).unwrap();
-        assert_eq!(std::fs::read_to_string(dst.path().join("sub/a.txt")).unwrap(), "A");
-        assert_eq!(std::fs::read_to_string(dst.path().join("b.txt")).unwrap(), "B");
+        assert_eq!(
+            std::fs::read_to_string(dst.path().join("sub/a.txt")).unwrap(),
+            "A"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dst.path().join("b.txt")).unwrap(),
+            "B"
+        );
     }
 
     #[test]

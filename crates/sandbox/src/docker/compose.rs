@@ -15,10 +15,15 @@ use crate::{EnvironmentSpec, Result, SandboxError};
 
 /// The task's compose overlay, when it has one.
 pub fn compose_file(context: &Path) -> Option<PathBuf> {
-    ["docker-compose.yaml", "docker-compose.yml", "compose.yaml", "compose.yml"]
-        .iter()
-        .map(|f| context.join(f))
-        .find(|p| p.is_file())
+    [
+        "docker-compose.yaml",
+        "docker-compose.yml",
+        "compose.yaml",
+        "compose.yml",
+    ]
+    .iter()
+    .map(|f| context.join(f))
+    .find(|p| p.is_file())
 }
 
 /// Whether `docker compose` (v2) answers, and its version line.
@@ -37,7 +42,10 @@ pub async fn compose_version() -> std::result::Result<String, String> {
 
 async fn compose(args: &[String], timeout: Duration) -> Result<String> {
     let mut cmd = Command::new("docker");
-    cmd.arg("compose").args(args).stdin(Stdio::null()).kill_on_drop(true);
+    cmd.arg("compose")
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
     let out = tokio::time::timeout(timeout, cmd.output())
         .await
         .map_err(|_| SandboxError::StartTimeout(timeout))?
@@ -52,10 +60,17 @@ async fn compose(args: &[String], timeout: Duration) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-pub(super) async fn start(backend: &DockerBackend, spec: &EnvironmentSpec) -> Result<DockerSandbox> {
-    compose_version().await.map_err(SandboxError::ComposeMissing)?;
+pub(super) async fn start(
+    backend: &DockerBackend,
+    spec: &EnvironmentSpec,
+) -> Result<DockerSandbox> {
+    compose_version()
+        .await
+        .map_err(SandboxError::ComposeMissing)?;
     let Some(context) = spec.build_context.as_deref() else {
-        return Err(SandboxError::Start("compose task without an environment/ dir".to_owned()));
+        return Err(SandboxError::Start(
+            "compose task without an environment/ dir".to_owned(),
+        ));
     };
     let Some(task_file) = compose_file(context) else {
         return Err(SandboxError::Start("compose file disappeared".to_owned()));
@@ -117,16 +132,21 @@ pub(super) async fn start(backend: &DockerBackend, spec: &EnvironmentSpec) -> Re
     }
     let mut ps = files.clone();
     ps.extend(["ps", "-q", "main"].map(String::from));
-    let id = compose(&ps, Duration::from_secs(30)).await?.trim().to_owned();
+    let id = compose(&ps, Duration::from_secs(30))
+        .await?
+        .trim()
+        .to_owned();
     if id.is_empty() {
         down(&project).await;
-        return Err(SandboxError::Start("compose started no `main` container".to_owned()));
+        return Err(SandboxError::Start(
+            "compose started no `main` container".to_owned(),
+        ));
     }
     Ok(DockerSandbox {
         docker: backend.docker.clone(),
         backend: backend.inner.clone(),
-        id,
-        short_id: project.clone(),
+        container_id: id,
+        name: project.clone(),
         workdir: spec.workdir.clone(),
         env: spec.env.clone(),
         destroyed: AtomicBool::new(false),
@@ -136,10 +156,18 @@ pub(super) async fn start(backend: &DockerBackend, spec: &EnvironmentSpec) -> Re
 
 /// Brings a project down at once (`-t 0`: nothing to wait for), removing its volumes.
 pub(crate) async fn down(project: &str) {
-    let args: Vec<String> = ["-p", project, "down", "--volumes", "--remove-orphans", "-t", "0"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+    let args: Vec<String> = [
+        "-p",
+        project,
+        "down",
+        "--volumes",
+        "--remove-orphans",
+        "-t",
+        "0",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
     if let Err(e) = compose(&args, Duration::from_secs(120)).await {
         tracing::warn!("bringing compose project {project} down: {e}");
     }

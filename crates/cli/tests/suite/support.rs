@@ -1,0 +1,77 @@
+//! Runs the real `autoagent` binary and, on failure, shows the command, its status, stdout,
+//! stderr and the job dir's contents.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_autoagent"))
+}
+
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/tasks")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Docker must answer for these tests; in CI (AUTOAGENT_REQUIRE_DOCKER=1) its absence fails.
+pub fn docker_or_skip() -> bool {
+    let ok = Command::new("docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("AUTOAGENT_REQUIRE_DOCKER").as_deref() != Ok("1"),
+            "AUTOAGENT_REQUIRE_DOCKER=1 but `docker info` fails"
+        );
+        eprintln!("skipping: no Docker daemon");
+    }
+    ok
+}
+
+pub struct Run {
+    pub cmd: String,
+    pub out: Output,
+}
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+    pub fn context(&self) -> String {
+        format!(
+            "command: {}\nstatus: {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.cmd,
+            self.out.status,
+            self.stdout(),
+            self.stderr()
+        )
+    }
+}
+
+pub fn autoagent(args: &[&str], cwd: &Path) -> Run {
+    let out = Command::new(bin())
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("AUTOAGENT_LOG")
+        .output()
+        .unwrap();
+    Run {
+        cmd: format!("autoagent {}", args.join(" ")),
+        out,
+    }
+}
+
+/// Filters that make output stable: random trial suffixes, temp paths, image hashes.
+pub fn filters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (r"__[23456789A-HJ-NP-Za-km-z]{7}\b", "__[ID]"),
+        (r"/tmp/[^\s]+", "[TMP]"),
+        (r"autoagent-env:[0-9a-f]{16}", "autoagent-env:[HASH]"),
+    ]
+}

@@ -1,0 +1,3 @@
+mod examples;
+mod resume;
+mod support;

@@ -1,0 +1,2 @@
+mod docker;
+mod local;
