@@ -21,6 +21,8 @@ pub enum AgentKind {
     Oracle,
     /// Does nothing: the tests should fail.
     Nop,
+    /// The task agent run from a harness dir (`--harness`), with `--model`.
+    Harness,
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,6 +71,11 @@ pub struct EvalArgs {
     /// Print the job's result.json instead of the table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub model: crate::harness::ModelArgs,
+    /// The harness dir, for `-a harness`.
+    #[arg(long, default_value = "harness")]
+    pub harness: PathBuf,
 }
 
 /// Draws the progress bar from job events.
@@ -130,9 +137,22 @@ impl JobObserver for Progress {
 }
 
 pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let mut model_name = None;
+    let mut agent_kwargs = std::collections::BTreeMap::new();
     let agent: Arc<dyn TrialAgent> = match args.agent {
         AgentKind::Oracle => Arc::new(OracleAgent),
         AgentKind::Nop => Arc::new(NopAgent),
+        AgentKind::Harness => {
+            let harness = crate::harness::load(&args.harness)?;
+            let (cfg, env) = args.model.resolve(&harness)?;
+            model_name = Some(cfg.model.clone());
+            agent_kwargs.insert("harness".to_owned(), harness.dir.display().to_string());
+            Arc::new(autoagent_eval::HarnessAgent::new(
+                Arc::new(harness),
+                cfg,
+                env,
+            ))
+        }
     };
     let backend = backend(args.sandbox).await?;
     let config = JobConfig {
@@ -144,8 +164,8 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         jobs_dir: args.jobs_dir.clone(),
         path: std::path::absolute(&args.path).unwrap_or(args.path.clone()),
         agent: agent.name().to_owned(),
-        model: None,
-        agent_kwargs: Default::default(),
+        model: model_name,
+        agent_kwargs,
         n_attempts: args.n_attempts.max(1),
         max_retries: args.max_retries,
         include: args.include.clone(),

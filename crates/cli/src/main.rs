@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod eval;
+mod harness;
+mod models;
+mod run;
 mod sandbox;
 
 #[derive(Parser)]
@@ -19,6 +22,12 @@ struct Cli {
 enum Command {
     /// Run an agent on Harbor tasks and score it (Harbor-compatible job folders).
     Eval(eval::EvalArgs),
+    /// Run the harness once on a new instruction and print its answer.
+    Run(run::RunArgs),
+    /// Check a harness dir.
+    Harness(harness::HarnessArgs),
+    /// Check that a model answers: `autoagent models check --model anthropic/claude-sonnet-4-5`.
+    Models(models::ModelsArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +54,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Eval(args) => eval::run(args).await,
+            Command::Run(args) => run::run(args).await,
+            Command::Harness(args) => harness::run(args),
+            Command::Models(args) => models::run(args).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

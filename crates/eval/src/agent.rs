@@ -41,6 +41,10 @@ pub enum AgentError {
     /// The model provider failed after its retries: infrastructure, not the agent's fault.
     #[error("model provider unavailable: {0}")]
     ProviderUnavailable(String),
+    /// The model refused the request for a reason that retrying will not fix (a bad key, an
+    /// unknown model, no credit, a context too long). `kind` is Harbor's exception name.
+    #[error("{message}")]
+    Model { kind: &'static str, message: String },
     /// Anything else that ends the run (a bug, a bad configuration).
     #[error("{0}")]
     Fatal(String),
@@ -55,6 +59,7 @@ impl AgentError {
             Self::FileNotFound(_) => "FileNotFoundError",
             Self::Sandbox(_) => "RuntimeError",
             Self::ProviderUnavailable(_) => "ProviderUnavailableError",
+            Self::Model { kind, .. } => kind,
             Self::Fatal(_) => "RuntimeError",
         }
     }

@@ -32,6 +32,8 @@ pub const NOT_RETRIED: &[&str] = &[
     "AgentAuthenticationError",
     "ModelNotFoundError",
     "UnsupportedModelParametersError",
+    "ContextLengthExceededError",
+    "ModelRequestError",
 ];
 
 /// Exception types that say something about the agent or the task, not the infrastructure.
@@ -44,6 +46,8 @@ pub const TASK_OUTCOMES: &[&str] = &[
     "RewardFileNotFoundError",
     "RewardFileEmptyError",
     "VerifierOutputParseError",
+    // The harness let its context overflow: a property of the agent being measured.
+    "ContextLengthExceededError",
 ];
 
 /// Whether a trial's exception is an infrastructure failure.

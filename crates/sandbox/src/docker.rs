@@ -506,7 +506,11 @@ impl DockerSandbox {
     async fn put_archive(&self, dir: &str, tar: Vec<u8>) -> Result<()> {
         let opts = UploadToContainerOptionsBuilder::default().path(dir).build();
         self.docker
-            .upload_to_container(&self.container_id, Some(opts), bollard::body_full(tar.into()))
+            .upload_to_container(
+                &self.container_id,
+                Some(opts),
+                bollard::body_full(tar.into()),
+            )
             .await
             .map_err(|e| SandboxError::Transfer(format!("upload to {dir}: {e}")))
     }
@@ -561,7 +565,9 @@ impl Sandbox for DockerSandbox {
         let opts = DownloadFromContainerOptionsBuilder::default()
             .path(src)
             .build();
-        let mut stream = self.docker.download_from_container(&self.container_id, Some(opts));
+        let mut stream = self
+            .docker
+            .download_from_container(&self.container_id, Some(opts));
         let mut buf = Vec::new();
         while let Some(chunk) = stream.next().await {
             let chunk =

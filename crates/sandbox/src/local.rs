@@ -187,8 +187,11 @@ impl Backend for LocalBackend {
                     .map(|m| (m.target.clone(), m.host.clone()))
                     .collect();
                 for dir in [workdir.as_str(), "/tmp"] {
-                    let host = private_dir(&root, dir)?;
-                    binds.push((dir.to_owned(), host));
+                    // A dir the caller mounts (`run --workdir`) is used as is.
+                    if !binds.iter().any(|(t, _)| t == dir) {
+                        let host = private_dir(&root, dir)?;
+                        binds.push((dir.to_owned(), host));
+                    }
                 }
                 LocalSandbox {
                     root: root.clone(),
@@ -200,7 +203,8 @@ impl Backend for LocalBackend {
                 }
             }
             Isolation::None => {
-                if !spec.mounts.is_empty() {
+                // Only identity mounts can be honoured without a mount namespace.
+                if spec.mounts.iter().any(|m| m.host != Path::new(&m.target)) {
                     let _ = std::fs::remove_dir_all(&root);
                     return Err(SandboxError::Unsupported(
                         "the local sandbox without bubblewrap cannot provide /logs/*, /tests and the other absolute paths a Harbor task uses: install bubblewrap (apt-get install bubblewrap) or use --sandbox docker".to_owned(),

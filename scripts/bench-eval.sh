@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runner overhead per trial: autoagent's oracle on N trivial tasks at -n 1 and -n 8, against a
+# bare loop over the same image that does the least a trial needs: `docker run` + two
+# `docker exec` (solution, test) + `docker rm -f`. Prints seconds per trial and the ratios.
+# Needs a Docker daemon and the base image (scripts/setup-machine.sh). Env: N (default 20).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-20}
+BASE=${AUTOAGENT_BASE_IMAGE:-autoagent/debian:bookworm}
+work=$(mktemp -d /tmp/autoagent-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+cargo build -q --release -p autoagent-cli
+AA=$(pwd)/target/release/autoagent
+
+for i in $(seq -w 1 "$N"); do
+  t="$work/tasks/trivial-$i"
+  mkdir -p "$t/environment" "$t/solution" "$t/tests"
+  printf 'FROM %s\nWORKDIR /app\n' "$BASE" > "$t/environment/Dockerfile"
+  echo "Create /app/ok." > "$t/instruction.md"
+  printf '[agent]\ntimeout_sec = 60.0\n[verifier]\ntimeout_sec = 60.0\n' > "$t/task.toml"
+  printf '#!/bin/bash\ntouch /app/ok\n' > "$t/solution/solve.sh"
+  printf '#!/bin/bash\n[ -f /app/ok ] && echo 1 > /logs/verifier/reward.txt || echo 0 > /logs/verifier/reward.txt\n' > "$t/tests/test.sh"
+  chmod +x "$t/solution/solve.sh" "$t/tests/test.sh"
+done
+
+# Warm the image cache (all tasks share one environment, so one build).
+"$AA" eval -p "$work/tasks" -i trivial-01 -o "$work/jobs" --job-name warm >/dev/null
+# The task image is the base image plus `WORKDIR /app`; the bare loop uses the base with -w.
+IMG=$BASE
+
+now() { date +%s.%N; }
+per() { awk -v a="$1" -v b="$2" -v n="$N" 'BEGIN{printf "%.3f", (b-a)/n}'; }
+
+s=$(now)
+for i in $(seq 1 "$N"); do
+  c=$(docker run -d --init --network none -w /app -v "$work/logs:/logs/verifier" "$IMG" sh -c 'sleep infinity')
+  docker exec "$c" bash -c 'touch /app/ok' >/dev/null
+  docker exec "$c" bash -c '[ -f /app/ok ] && echo 1 > /logs/verifier/reward.txt' >/dev/null
+  docker rm -f "$c" >/dev/null
+done
+e=$(now); bare=$(per "$s" "$e")
+
+s=$(now); "$AA" eval -p "$work/tasks" -n 1 -o "$work/jobs" --job-name n1 >/dev/null; e=$(now); n1=$(per "$s" "$e")
+s=$(now); "$AA" eval -p "$work/tasks" -n 8 -o "$work/jobs" --job-name n8 >/dev/null; e=$(now); n8=$(per "$s" "$e")
+grep -q '"mean": 1.0' "$work/jobs/n1/result.json" || { echo "bench: the oracle did not score 1.0" >&2; exit 1; }
+
+echo "trials: $N trivial tasks, image $IMG"
+echo "bare docker run + 2 exec + rm -f : ${bare} s/trial"
+echo "autoagent eval -n 1               : ${n1} s/trial  (ratio to bare: $(awk -v a="$n1" -v b="$bare" 'BEGIN{printf "%.2f", a/b}'))"
+echo "autoagent eval -n 8               : ${n8} s/trial wall  (ratio to bare: $(awk -v a="$n8" -v b="$bare" 'BEGIN{printf "%.2f", a/b}'))"
+echo "Harbor 0.25 measured here: about 13.5 s/trial at -n 1 (harbor-peer/README.md); ratio Harbor/autoagent -n 1: $(awk -v a="$n1" 'BEGIN{printf "%.1f", 13.5/a}')"
