@@ -16,7 +16,7 @@ use autoagent_sandbox::{ExecRequest, Sandbox, SandboxError};
 use serde_json::{Map, Value, json};
 
 use crate::harness::Harness;
-use crate::tools::{self, TOOLS_DIR, ToolContext, ToolError};
+use crate::tools::{self, HostTool, TOOLS_DIR, ToolContext, ToolError};
 use crate::trajectory::{
     AgentInfo, FinalMetrics, Metrics, Observation, ObservationResult, Source, Step, SubagentRef,
     ToolCall, Trajectory,
@@ -123,7 +123,8 @@ struct AgentRole<'a> {
     verify: Option<(&'a str, u32)>,
 }
 
-struct State {
+struct State<'h> {
+    host: &'h [Arc<dyn HostTool>],
     totals: Totals,
     /// Sub-agent trajectories, all embedded in the root one.
     subagents: Vec<Trajectory>,
@@ -133,6 +134,11 @@ struct State {
 impl Run<'_> {
     /// Runs the harness on one instruction.
     pub async fn run(&self, instruction: &str) -> Result<RunOutcome, RunError> {
+        self.run_with_host_tools(instruction, &[]).await
+    }
+
+    /// [`Run::run`], with tools that run in this process offered to the main agent too.
+    pub async fn run_with_host_tools(&self, instruction: &str, host: &[Arc<dyn HostTool>]) -> Result<RunOutcome, RunError> {
         let h = self.harness;
         if !h.script_tools.is_empty() {
             self.sandbox.upload(&h.dir.join("tools"), TOOLS_DIR).await?;
@@ -144,7 +150,8 @@ impl Run<'_> {
                 out.stdout.trim().to_owned()
             }
         };
-        let tools = self.tool_specs(&h.config.agent.tools);
+        let mut tools = self.tool_specs(&h.config.agent.tools);
+        tools.extend(host.iter().map(|t| t.spec()));
         let role = AgentRole {
             name: None,
             system: &h.system_prompt,
@@ -156,6 +163,7 @@ impl Run<'_> {
                 .map(|p| (p, h.config.verify.bonus_turns)),
         };
         let mut state = State {
+            host,
             totals: Totals::default(),
             subagents: Vec::new(),
             spill_count: 0,
@@ -241,7 +249,7 @@ impl Run<'_> {
         role: &'s AgentRole<'s>,
         first: &'s str,
         workdir: &'s str,
-        state: &'s mut State,
+        state: &'s mut State<'_>,
     ) -> BoxFuture<'s, LoopResult>
     {
         Box::pin(async move {
@@ -384,7 +392,7 @@ impl Run<'_> {
         role: &AgentRole<'_>,
         call: &autoagent_llm::ToolCall,
         workdir: &str,
-        state: &mut State,
+        state: &mut State<'_>,
     ) -> Result<(ToolResult, ObservationResult, Option<String>), RunError> {
         let h = self.harness;
         let offered = role.tools.iter().any(|t| t.name == call.name);
@@ -406,6 +414,14 @@ impl Run<'_> {
                     .collect::<Vec<_>>()
                     .join(", ")
             )))
+        } else if let Some(host) = state.host.iter().find(|t| t.spec().name == call.name) {
+            let out = host.call(&call.arguments).await;
+            if let Ok(o) = &out
+                && let Some(a) = &o.finish
+            {
+                finished = Some(a.clone());
+            }
+            out
         } else if call.name == "finish" {
             let a = call
                 .arguments
@@ -414,10 +430,7 @@ impl Run<'_> {
                 .unwrap_or_default()
                 .to_owned();
             finished = Some(a);
-            Ok(tools::ToolOutput {
-                content: "Finished.".to_owned(),
-                is_error: false,
-            })
+            Ok(tools::ToolOutput::ok("Finished."))
         } else if let Some(sub) = h.subagent(&call.name) {
             match call.arguments.get("task").and_then(Value::as_str) {
                 None => Err(ToolError::RespondToModel(
@@ -448,10 +461,7 @@ impl Run<'_> {
                             sub.name, sub.max_turns
                         ));
                     }
-                    Ok(tools::ToolOutput {
-                        content,
-                        is_error: false,
-                    })
+                    Ok(tools::ToolOutput::ok(content))
                 }
             }
         } else if let Some(t) = h.script_tools.get(&call.name) {
@@ -521,7 +531,7 @@ impl Run<'_> {
         first: &str,
         messages: &mut Vec<Message>,
         traj: &mut Trajectory,
-        state: &mut State,
+        state: &mut State<'_>,
     ) -> Result<bool, RunError> {
         let keep = self.harness.config.context.keep_recent_turns.max(1);
         let assistant_idx: Vec<usize> = messages

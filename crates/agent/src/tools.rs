@@ -32,15 +32,25 @@ pub struct ToolOutput {
     pub content: String,
     /// The call ran but failed (a non-zero exit): shown to the model as an error.
     pub is_error: bool,
+    /// Set by a tool that ends the run (like `finish`): the run's final answer.
+    pub finish: Option<String>,
 }
 
 impl ToolOutput {
-    fn ok(content: impl Into<String>) -> Self {
-        Self {
-            content: content.into(),
-            is_error: false,
-        }
+    pub fn ok(content: impl Into<String>) -> Self {
+        Self { content: content.into(), is_error: false, finish: None }
     }
+    pub fn error(content: impl Into<String>) -> Self {
+        Self { content: content.into(), is_error: true, finish: None }
+    }
+}
+
+/// A tool that runs in this process rather than in the sandbox (the meta-agent's tools: the
+/// ledger, trajectories, the harness files). Offered to the main agent next to its harness tools.
+#[async_trait::async_trait]
+pub trait HostTool: Send + Sync {
+    fn spec(&self) -> ToolSpec;
+    async fn call(&self, args: &Value) -> Result<ToolOutput, ToolError>;
 }
 
 /// What the tools need from the run.
@@ -182,10 +192,7 @@ pub async fn run_builtin(
                     "{content}\nthe command was killed after {secs} s"
                 )));
             }
-            Ok(ToolOutput {
-                content,
-                is_error: out.exit_code != Some(0),
-            })
+            Ok(ToolOutput { content, is_error: out.exit_code != Some(0), finish: None })
         }
         "read_file" => {
             let path = ctx.resolve(str_arg(args, "path")?);
@@ -244,6 +251,13 @@ pub async fn run_builtin(
                 return Err(ToolError::RespondToModel(format!(
                     "cannot read {path}: {}",
                     out.stderr.trim()
+                )));
+            }
+            // A cut read would be written back cut: refuse rather than lose the rest.
+            if out.truncated {
+                return Err(ToolError::RespondToModel(format!(
+                    "{path} is larger than edit_file can read ({} bytes); edit it with bash (sed, python…)",
+                    autoagent_sandbox::DEFAULT_OUTPUT_LIMIT
                 )));
             }
             let n = out.stdout.matches(old).count();
@@ -335,10 +349,7 @@ pub async fn run_script(
             tool.name
         )));
     }
-    Ok(ToolOutput {
-        content,
-        is_error: out.exit_code != Some(0),
-    })
+    Ok(ToolOutput { content, is_error: out.exit_code != Some(0), finish: None })
 }
 
 /// Progressive disclosure: output longer than `limit` characters is written whole to a file in

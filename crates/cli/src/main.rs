@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod eval;
 mod harness;
 mod models;
+mod optimize;
 mod run;
 mod sandbox;
 
@@ -22,6 +23,10 @@ struct Cli {
 enum Command {
     /// Run an agent on Harbor tasks and score it (Harbor-compatible job folders).
     Eval(eval::EvalArgs),
+    /// Create a workspace: autoagent.toml, program.md, harness/ (a git repo), tasks/.
+    Init(optimize::InitArgs),
+    /// The main job: improve the harness, experiment by experiment, until a limit.
+    Optimize(optimize::OptimizeArgs),
     /// Run the harness once on a new instruction and print its answer.
     Run(run::RunArgs),
     /// Check a harness dir.
@@ -54,6 +59,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Eval(args) => eval::run(args).await,
+            Command::Init(args) => optimize::init(args).await,
+            Command::Optimize(args) => optimize::run(args).await,
             Command::Run(args) => run::run(args).await,
             Command::Harness(args) => harness::run(args),
             Command::Models(args) => models::run(args).await.map(|()| ExitCode::SUCCESS),

@@ -1,2 +1,3 @@
 mod eval;
+mod secrets;
 mod support;

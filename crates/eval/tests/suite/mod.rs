@@ -1,3 +1,4 @@
 mod examples;
+mod harness;
 mod resume;
 mod support;

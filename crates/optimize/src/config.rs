@@ -1,0 +1,233 @@
+//! `autoagent.toml`: the workspace's settings. Every command reads it from the current folder;
+//! flags override it.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkspaceConfig {
+    pub models: ModelsSection,
+    pub eval: EvalSection,
+    pub optimize: OptimizeSection,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsSection {
+    /// The task agent's model (`provider/model`); the harness's `agent.model` when unset.
+    pub task: Option<String>,
+    /// The meta-agent's model; defaults to the task model ("model empathy").
+    pub meta: Option<String>,
+    /// Base URL for the task model's provider (a gateway, a local server).
+    pub base_url: Option<String>,
+    /// Base URL for the meta model; defaults to `base_url` when both models share a provider.
+    pub meta_base_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSection {
+    /// The tasks folder (Harbor format), relative to the workspace.
+    pub tasks: String,
+    /// `docker` or `local`; unset picks Docker when a daemon answers.
+    pub sandbox: Option<String>,
+    /// Trials at once.
+    pub concurrency: usize,
+    /// Attempts per task in each evaluation (k). Three by default: see the README.
+    pub attempts: u32,
+    /// Retries of a trial that failed for an infrastructure reason.
+    pub max_retries: u32,
+    pub timeout_multiplier: f64,
+}
+
+impl Default for EvalSection {
+    fn default() -> Self {
+        Self {
+            tasks: "tasks".to_owned(),
+            sandbox: None,
+            concurrency: 4,
+            attempts: 3,
+            max_retries: 2,
+            timeout_multiplier: 1.0,
+        }
+    }
+}
+
+/// A holdout given as a fraction of the tasks (picked by a stable hash) or as task names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Holdout {
+    Fraction(f64),
+    Tasks(Vec<String>),
+}
+
+impl Default for Holdout {
+    fn default() -> Self {
+        Self::Fraction(0.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimizeSection {
+    /// Stop once the ledger has this many experiments after the baseline.
+    pub max_iterations: Option<u32>,
+    /// Stop after this many hours (of this invocation).
+    pub hours: Option<f64>,
+    /// Stop once task and meta spend together reach this many dollars.
+    pub budget_usd: Option<f64>,
+    pub holdout: Holdout,
+    /// The meta-agent's turn budget per session.
+    pub meta_max_turns: u32,
+    /// The meta-agent's token budget per session (prompt + completion).
+    pub meta_max_tokens: u64,
+    /// Attempts per task of a spot check.
+    pub spot_check_attempts: u32,
+}
+
+impl Default for OptimizeSection {
+    fn default() -> Self {
+        Self {
+            max_iterations: None,
+            hours: None,
+            budget_usd: None,
+            holdout: Holdout::default(),
+            meta_max_turns: 60,
+            meta_max_tokens: 3_000_000,
+            spot_check_attempts: 1,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("{path}: field `{field}`: {message}")]
+    Field {
+        path: String,
+        field: String,
+        message: String,
+    },
+}
+
+impl WorkspaceConfig {
+    /// Reads `autoagent.toml`; a missing file gives the defaults.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let p = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => {
+                return Err(ConfigError::Invalid {
+                    path: p,
+                    message: e.to_string(),
+                });
+            }
+        };
+        let de = toml::Deserializer::parse(&text).map_err(|e| ConfigError::Invalid {
+            path: p.clone(),
+            message: e.to_string().trim().to_owned(),
+        })?;
+        let cfg: Self = serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Field {
+            path: p.clone(),
+            field: e.path().to_string(),
+            message: e.into_inner().to_string().trim().to_owned(),
+        })?;
+        cfg.check().map_err(|(field, message)| ConfigError::Field {
+            path: p,
+            field,
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), (String, String)> {
+        if self.eval.attempts == 0 {
+            return Err(("eval.attempts".into(), "must be at least 1".into()));
+        }
+        if self.eval.concurrency == 0 {
+            return Err(("eval.concurrency".into(), "must be at least 1".into()));
+        }
+        if let Some(s) = &self.eval.sandbox
+            && s != "docker"
+            && s != "local"
+        {
+            return Err((
+                "eval.sandbox".into(),
+                format!("expected \"docker\" or \"local\", found {s:?}"),
+            ));
+        }
+        if let Holdout::Fraction(f) = self.optimize.holdout
+            && !(0.0..1.0).contains(&f)
+        {
+            return Err((
+                "optimize.holdout".into(),
+                format!("a fraction must be in [0, 1), found {f}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The `autoagent.toml` that `autoagent init` writes: every setting, commented.
+pub const TEMPLATE: &str = r#"# autoagent workspace settings. Flags override these (e.g. --model, --hours).
+
+[models]
+# The task agent's model, `provider/model`: anthropic/claude-sonnet-4-5, openai/gpt-5,
+# openai-responses/gpt-5, or openai-compatible/NAME with base_url (vLLM, llama.cpp, Ollama).
+task = "anthropic/claude-sonnet-4-5"
+# The meta-agent's model; the task model when unset.
+# meta = "anthropic/claude-sonnet-4-5"
+# base_url = "http://127.0.0.1:8000/v1"
+
+[eval]
+tasks = "tasks"
+# sandbox = "docker"        # or "local"; default: docker when a daemon answers
+concurrency = 4
+attempts = 3                # k: trials per task per evaluation
+max_retries = 2             # retries of infrastructure failures
+
+[optimize]
+# max_iterations = 50
+# hours = 24
+# budget_usd = 50
+holdout = 0.0               # a fraction of the tasks, or a list of task names
+meta_max_turns = 60
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_parses_and_errors_name_the_field() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("autoagent.toml");
+        std::fs::write(&p, TEMPLATE).unwrap();
+        let c = WorkspaceConfig::load(&p).unwrap();
+        assert_eq!(c.eval.attempts, 3);
+        assert_eq!(
+            c.models.task.as_deref(),
+            Some("anthropic/claude-sonnet-4-5")
+        );
+        std::fs::write(&p, "[eval]\nattempts = \"three\"\n").unwrap();
+        let e = WorkspaceConfig::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("eval.attempts") && e.contains("autoagent.toml"),
+            "{e}"
+        );
+        std::fs::write(&p, "[optimize]\nholdout = [\"a\", \"b\"]\nhuors = 3\n").unwrap();
+        let e = WorkspaceConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("unknown field `huors`"), "{e}");
+        std::fs::write(&p, "[optimize]\nholdout = 1.5\n").unwrap();
+        assert!(
+            WorkspaceConfig::load(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("optimize.holdout")
+        );
+    }
+}

@@ -1,0 +1,164 @@
+//! Evaluating the harness's working tree on a set of tasks: a job under `jobs/`, resumable, with
+//! infrastructure failures retried and kept out of the score.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use autoagent_agent::Harness;
+use autoagent_eval::job::{JobConfig, JobObserver};
+use autoagent_eval::{HarnessAgent, is_infrastructure, run_job};
+use autoagent_harbor::TrialResult;
+use autoagent_llm::{EnvSource, ModelConfig};
+use autoagent_sandbox::Backend;
+use tokio_util::sync::CancellationToken;
+
+use crate::ledger::TaskScores;
+
+/// A trial passes when its reward reaches 1.
+pub fn passed(t: &TrialResult) -> bool {
+    t.reward().is_some_and(|r| r >= 1.0 - 1e-9)
+}
+
+/// What an evaluation produced, infrastructure errors kept apart.
+#[derive(Debug, Clone, Default)]
+pub struct EvalSummary {
+    pub job_dir: PathBuf,
+    pub passed: u32,
+    /// Trials that count: every finished trial but those that failed for infrastructure reasons.
+    pub trials: u32,
+    pub avg_score: f64,
+    pub task_scores: TaskScores,
+    pub cost_usd: Option<f64>,
+    pub infra_errors: u32,
+}
+
+pub struct Evaluator {
+    pub backend: Arc<dyn Backend>,
+    pub model: ModelConfig,
+    pub env: EnvSource,
+    pub tasks_dir: PathBuf,
+    pub jobs_dir: PathBuf,
+    pub concurrency: usize,
+    pub max_retries: u32,
+    pub timeout_multiplier: f64,
+    pub observer: Arc<dyn JobObserver>,
+}
+
+/// `*`, `?` and `[` are glob syntax: task names are matched literally.
+fn literal_glob(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '*' | '?' | '[' | ']' => format!("[{c}]"),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+impl Evaluator {
+    /// Runs (or resumes) job `name` of the harness at `harness_dir` on `tasks`, `attempts` each.
+    /// `commit` identifies the harness version, so a resumed job is the same evaluation.
+    pub async fn evaluate(
+        &self,
+        name: &str,
+        harness_dir: &Path,
+        commit: &str,
+        tasks: &BTreeSet<String>,
+        attempts: u32,
+        cancel: CancellationToken,
+    ) -> Result<EvalSummary, String> {
+        let harness = Harness::load(harness_dir).map_err(|e| e.to_string())?;
+        let agent = Arc::new(HarnessAgent::new(
+            Arc::new(harness),
+            self.model.clone(),
+            self.env.clone(),
+        ));
+        let config = JobConfig {
+            job_name: name.to_owned(),
+            jobs_dir: self.jobs_dir.clone(),
+            path: self.tasks_dir.clone(),
+            agent: "harness".to_owned(),
+            model: Some(self.model.model.clone()),
+            agent_kwargs: BTreeMap::from([("harness_commit".to_owned(), commit.to_owned())]),
+            n_attempts: attempts,
+            max_retries: self.max_retries,
+            include: tasks.iter().map(|t| literal_glob(t)).collect(),
+            exclude: Vec::new(),
+            sandbox: self.backend.kind().to_owned(),
+            force_build: false,
+            timeout_multiplier: self.timeout_multiplier,
+            disable_verification: false,
+            n_concurrent: self.concurrency,
+        };
+        // Infrastructure failures that outlived the trial's own retries: the trial is removed
+        // and the job resumed, twice at most, so an outage does not become a score.
+        let mut outcome = None;
+        for round in 0..3 {
+            let o = run_job(
+                &config,
+                self.backend.clone(),
+                agent.clone(),
+                self.observer.clone(),
+                cancel.clone(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            if o.cancelled {
+                return Err("cancelled".to_owned());
+            }
+            let infra: Vec<&TrialResult> = o
+                .trials
+                .iter()
+                .filter(|t| t.exception_type().is_some_and(is_infrastructure))
+                .collect();
+            if infra.is_empty() || round == 2 {
+                outcome = Some(o);
+                break;
+            }
+            for t in infra {
+                let _ = std::fs::remove_dir_all(o.job_dir.join(&t.trial_name));
+            }
+            tokio::time::sleep(Duration::from_secs(5 * (round + 1))).await;
+        }
+        let Some(o) = outcome else {
+            return Err("evaluation did not finish".to_owned());
+        };
+        let mut per_task: BTreeMap<String, (u32, u32)> =
+            tasks.iter().map(|t| (t.clone(), (0, 0))).collect();
+        let (mut passed_n, mut trials, mut reward_sum, mut infra) = (0u32, 0u32, 0.0, 0u32);
+        let mut cost: Option<f64> = Some(0.0);
+        for t in &o.trials {
+            match t.agent_result.as_ref().and_then(|r| r.cost_usd) {
+                Some(c) => cost = cost.map(|x| x + c),
+                None if t.agent_result.is_some() => cost = None,
+                None => {}
+            }
+            if t.exception_type().is_some_and(is_infrastructure) {
+                infra += 1;
+                continue;
+            }
+            trials += 1;
+            reward_sum += t.reward().unwrap_or(0.0);
+            let e = per_task.entry(t.task_name.clone()).or_default();
+            e.1 += 1;
+            if passed(t) {
+                passed_n += 1;
+                e.0 += 1;
+            }
+        }
+        Ok(EvalSummary {
+            job_dir: o.job_dir,
+            passed: passed_n,
+            trials,
+            avg_score: if trials == 0 {
+                0.0
+            } else {
+                reward_sum / f64::from(trials)
+            },
+            task_scores: per_task.into_iter().map(|(t, (p, n))| (t, p, n)).collect(),
+            cost_usd: cost,
+            infra_errors: infra,
+        })
+    }
+}

@@ -1,0 +1,144 @@
+//! The harness's git history, through the `git` CLI with timeouts. User configuration (hooks,
+//! signing, textconv) cannot change what an experiment commits.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+#[error("git {args} in {dir}: {message}")]
+pub struct GitError {
+    pub dir: PathBuf,
+    pub args: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct GitRepo {
+    pub dir: PathBuf,
+}
+
+impl GitRepo {
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub async fn run(&self, args: &[&str]) -> Result<String, GitError> {
+        let err = |message: String| GitError {
+            dir: self.dir.clone(),
+            args: args.join(" "),
+            message,
+        };
+        let mut cmd = Command::new("git");
+        cmd.arg("-C")
+            .arg(&self.dir)
+            .args([
+                "-c",
+                "core.hooksPath=/dev/null",
+                "-c",
+                "commit.gpgsign=false",
+                "-c",
+                "user.name=autoagent",
+                "-c",
+                "user.email=autoagent@localhost",
+                "-c",
+                "core.autocrlf=false",
+            ])
+            .args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(TIMEOUT, cmd.output())
+            .await
+            .map_err(|_| err(format!("timed out after {TIMEOUT:?}")))?
+            .map_err(|e| err(format!("cannot run git: {e}")))?;
+        if !out.status.success() {
+            return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `git init` with a first commit of whatever the dir holds, on branch `main`.
+    pub async fn init(&self) -> Result<String, GitError> {
+        self.run(&["init", "-q", "-b", "main"]).await?;
+        self.commit_all("baseline harness").await?;
+        self.head().await
+    }
+
+    pub async fn is_repo(&self) -> bool {
+        self.run(&["rev-parse", "--git-dir"]).await.is_ok()
+    }
+
+    pub async fn head(&self) -> Result<String, GitError> {
+        Ok(self.run(&["rev-parse", "HEAD"]).await?.trim().to_owned())
+    }
+
+    pub async fn short(&self, rev: &str) -> Result<String, GitError> {
+        Ok(self
+            .run(&["rev-parse", "--short=7", rev])
+            .await?
+            .trim()
+            .to_owned())
+    }
+
+    /// Commits everything in the working tree; `None` when there was nothing to commit.
+    pub async fn commit_all(&self, message: &str) -> Result<Option<String>, GitError> {
+        self.run(&["add", "-A"]).await?;
+        if self
+            .run(&["status", "--porcelain"])
+            .await?
+            .trim()
+            .is_empty()
+        {
+            return Ok(None);
+        }
+        self.run(&["commit", "-q", "--no-verify", "-m", message])
+            .await?;
+        Ok(Some(self.head().await?))
+    }
+
+    /// Puts the working tree, the index and the branch back at `rev`, untracked files removed.
+    pub async fn reset_hard(&self, rev: &str) -> Result<(), GitError> {
+        self.run(&["reset", "-q", "--hard", rev]).await?;
+        self.run(&["clean", "-q", "-fdx"]).await?;
+        Ok(())
+    }
+
+    pub async fn update_ref(&self, name: &str, rev: &str) -> Result<(), GitError> {
+        self.run(&["update-ref", name, rev]).await.map(|_| ())
+    }
+
+    /// The diff of the working tree (untracked files included) against `rev`.
+    pub async fn diff_worktree(&self, rev: &str) -> Result<String, GitError> {
+        // Intent-to-add makes new files show in the diff without staging their content.
+        self.run(&["add", "-A", "-N"]).await?;
+        self.run(&["diff", "--no-color", "--no-ext-diff", "--no-textconv", rev])
+            .await
+    }
+
+    pub async fn diff(&self, from: &str, to: &str) -> Result<String, GitError> {
+        self.run(&[
+            "diff",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            from,
+            to,
+        ])
+        .await
+    }
+
+    pub async fn is_clean(&self) -> Result<bool, GitError> {
+        Ok(self
+            .run(&["status", "--porcelain"])
+            .await?
+            .trim()
+            .is_empty())
+    }
+}

@@ -1,0 +1,1 @@
+//! Report: written by a helper.

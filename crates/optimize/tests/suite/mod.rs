@@ -1,0 +1,3 @@
+mod loop_e2e;
+mod meta_tools;
+pub mod support;
