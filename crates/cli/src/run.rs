@@ -50,7 +50,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let model = build_model(&cfg, &env).map_err(|e| anyhow::anyhow!("{e}"))?;
     let run_dir = args.runs_dir.join(
         chrono::Local::now()
-            .format("%Y-%m-%d__%H-%M-%S")
+            .format("%Y-%m-%d__%H-%M-%S-%3f")
             .to_string(),
     );
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;

@@ -1,7 +1,10 @@
 //! `autoagent.toml`: the workspace's settings. Every command reads it from the current folder;
 //! flags override it.
 
+use std::collections::HashMap;
 use std::path::Path;
+
+use autoagent_llm::Price;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +27,12 @@ pub struct ModelsSection {
     pub base_url: Option<String>,
     /// Base URL for the meta model; defaults to `base_url` when both models share a provider.
     pub meta_base_url: Option<String>,
+    /// The environment variable holding the task model's key, when not the provider's usual one.
+    pub api_key_env: Option<String>,
+    /// Prices (USD per million tokens) that extend or override the shipped table, keyed by
+    /// `model` or `provider/model`: `[models.prices."openai-compatible/qwen3-coder"]`
+    /// `input = 0.2`, `output = 0.6`. A model without a price has an unknown cost, never 0.
+    pub prices: HashMap<String, Price>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -182,6 +191,10 @@ task = "anthropic/claude-sonnet-4-5"
 # The meta-agent's model; the task model when unset.
 # meta = "anthropic/claude-sonnet-4-5"
 # base_url = "http://127.0.0.1:8000/v1"
+# Prices in USD per million tokens, for models the shipped table does not know:
+# [models.prices."openai-compatible/qwen3-coder"]
+# input = 0.2
+# output = 0.6
 
 [eval]
 tasks = "tasks"

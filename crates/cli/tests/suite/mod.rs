@@ -1,3 +1,5 @@
 mod eval;
+mod optimize;
+mod run;
 mod secrets;
 mod support;

@@ -1,0 +1,194 @@
+//! `autoagent init` → `optimize` → SIGKILL at the worst moments → `optimize` again: nothing
+//! lost, nothing run or counted twice.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::support::{autoagent, bin, docker_or_skip, examples};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn optimize_args(ws: &Path) -> Vec<String> {
+    vec![
+        "optimize".into(),
+        "--workspace".into(),
+        ws.display().to_string(),
+        "--model".into(),
+        format!("scripted/{}", fixture("kill/task-agent.toml").display()),
+        "--meta-model".into(),
+        format!("scripted/{}/meta-{{n}}.toml", fixture("kill").display()),
+        "--max-iterations".into(),
+        "1".into(),
+        "-k".into(),
+        "2".into(),
+        "-n".into(),
+        "1".into(),
+        "--sandbox".into(),
+        "docker".into(),
+    ]
+}
+
+fn spawn(ws: &Path) -> Child {
+    Command::new(bin())
+        .args(optimize_args(ws))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn finished_trials(job: &Path) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = std::fs::read_dir(job)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("result.json")).ok())
+        .map(|t| {
+            let r: serde_json::Value = serde_json::from_str(&t).unwrap();
+            (
+                r["trial_name"].as_str().unwrap().to_owned(),
+                r["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn wait_for(what: &str, ws: &Path, cond: impl Fn() -> bool) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(180),
+            "timed out waiting for {what}\n{}",
+            std::fs::read_to_string(ws.join(".autoagent/optimize.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn kill(mut c: Child) {
+    c.kill().unwrap(); // SIGKILL
+    c.wait().unwrap();
+}
+
+#[test]
+fn killed_during_a_meta_session_and_an_evaluation_then_resumed() {
+    if !docker_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let run = autoagent(&["init", ws.to_str().unwrap()], dir.path());
+    assert!(run.out.status.success(), "{}", run.context());
+    assert!(
+        run.stdout().contains("autoagent optimize"),
+        "{}",
+        run.context()
+    );
+    std::fs::remove_dir_all(ws.join("tasks")).unwrap();
+    let src = examples().join("hello-file");
+    for sub in ["", "environment", "tests", "solution"] {
+        std::fs::create_dir_all(ws.join("tasks/hello-file").join(sub)).unwrap();
+        for f in std::fs::read_dir(src.join(sub))
+            .unwrap()
+            .flatten()
+            .filter(|f| f.path().is_file())
+        {
+            std::fs::copy(
+                f.path(),
+                ws.join("tasks/hello-file").join(sub).join(f.file_name()),
+            )
+            .unwrap();
+        }
+    }
+
+    // 1. Killed during the meta-agent session (while its spot check runs).
+    let c = spawn(&ws);
+    wait_for("the spot check", &ws, || {
+        ws.join("jobs/exp-0001-spot-1").is_dir()
+    });
+    kill(c);
+    let baseline = finished_trials(&ws.join("jobs/exp-0000"));
+    assert_eq!(baseline.len(), 2);
+    let state = std::fs::read_to_string(ws.join(".autoagent/state.json")).unwrap();
+    assert!(state.contains("\"phase\": \"meta\""), "{state}");
+
+    // 2. Resumed, then killed during the evaluation, with one trial of two finished.
+    let c = spawn(&ws);
+    wait_for("one evaluated trial", &ws, || {
+        finished_trials(&ws.join("jobs/exp-0001")).len() == 1
+    });
+    kill(c);
+    let before = finished_trials(&ws.join("jobs/exp-0001"));
+    let state = std::fs::read_to_string(ws.join(".autoagent/state.json")).unwrap();
+    assert!(state.contains("\"phase\": \"evaluate\""), "{state}");
+
+    // 3. Resumed to the end.
+    let args: Vec<String> = optimize_args(&ws);
+    let run = autoagent(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        dir.path(),
+    );
+    let log = std::fs::read_to_string(ws.join(".autoagent/optimize.log")).unwrap_or_default();
+    assert!(run.out.status.success(), "{}\n{log}", run.context());
+    assert!(log.contains("exp-0001: resuming the evaluation"), "{log}");
+
+    let ledger = std::fs::read_to_string(ws.join("results.tsv")).unwrap();
+    let rows: Vec<Vec<&str>> = ledger
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{ledger}");
+    assert_eq!(
+        (rows[0][2], rows[0][5], rows[0][6]),
+        ("0/2", "keep", "baseline"),
+        "{ledger}"
+    );
+    assert_eq!(
+        (rows[1][2], rows[1][5], rows[1][6]),
+        ("2/2", "keep", "add a solve tool"),
+        "{ledger}"
+    );
+    assert_eq!(rows[1][12], "jobs/exp-0001");
+    // The baseline was not rerun; the trial finished before the kill was kept, not rerun.
+    assert_eq!(finished_trials(&ws.join("jobs/exp-0000")), baseline);
+    let after = finished_trials(&ws.join("jobs/exp-0001"));
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(after.contains(&before[0]), "{before:?} → {after:?}");
+    let dirs = std::fs::read_dir(ws.join("jobs/exp-0001"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .count();
+    assert_eq!(dirs, 2, "no half-done trial dir is left");
+    // One commit per kept experiment, a clean tree, no pending state.
+    let git = |args: &[&str]| {
+        String::from_utf8_lossy(
+            &Command::new("git")
+                .arg("-C")
+                .arg(ws.join("harness"))
+                .args(args)
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .trim()
+        .to_owned()
+    };
+    assert_eq!(
+        git(&["log", "--format=%s", "main"]),
+        "exp-0001: add a solve tool\nbaseline harness"
+    );
+    assert_eq!(git(&["status", "--porcelain"]), "");
+    assert!(!ws.join(".autoagent/state.json").exists());
+    // The meta-agent's spend: the interrupted session's recorded steps plus the full one.
+    let meta: f64 = rows[1][9].parse().unwrap();
+    assert!((0.029..0.041).contains(&meta), "meta cost {meta}\n{ledger}");
+}
