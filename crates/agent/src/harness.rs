@@ -350,6 +350,15 @@ impl Harness {
                 message: "must be at least 1".into(),
             });
         }
+        // `bash` clamps the model's timeout to [1, this] (`f64::clamp` panics below 1 or on NaN)
+        // and `Duration::from_secs_f64` panics on infinity.
+        if !timeout_in_range(config.bash.timeout_sec) {
+            problems.push(Problem {
+                file: "harness.toml".into(),
+                field: Some("bash.timeout_sec".into()),
+                message: format!("{TIMEOUT_RANGE}, found {}", config.bash.timeout_sec),
+            });
+        }
         if let Some(e) = &config.agent.reasoning_effort
             && !["minimal", "low", "medium", "high"].contains(&e.as_str())
         {
@@ -529,6 +538,12 @@ fn cycle_from(subs: &[SubagentSection], start: &str) -> Option<Vec<String>> {
     walk(subs, start, start, &mut path, &mut BTreeSet::new()).then_some(path)
 }
 
+const TIMEOUT_RANGE: &str = "must be between 1 and 86400 seconds";
+
+fn timeout_in_range(t: f64) -> bool {
+    (1.0..=86_400.0).contains(&t)
+}
+
 fn valid_tool_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -606,6 +621,15 @@ fn load_tool(
             file: file.to_owned(),
             field: Some("script".into()),
             message: format!("script {:?} does not exist in tools/", manifest.script),
+        });
+    }
+    if let Some(t) = manifest.timeout_sec
+        && !timeout_in_range(t)
+    {
+        problems.push(Problem {
+            file: file.to_owned(),
+            field: Some("timeout_sec".into()),
+            message: format!("{TIMEOUT_RANGE}, found {t}"),
         });
     }
     if let Err(m) = check_schema(&manifest.parameters, "parameters") {

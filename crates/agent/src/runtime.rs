@@ -138,7 +138,11 @@ impl Run<'_> {
     }
 
     /// [`Run::run`], with tools that run in this process offered to the main agent too.
-    pub async fn run_with_host_tools(&self, instruction: &str, host: &[Arc<dyn HostTool>]) -> Result<RunOutcome, RunError> {
+    pub async fn run_with_host_tools(
+        &self,
+        instruction: &str,
+        host: &[Arc<dyn HostTool>],
+    ) -> Result<RunOutcome, RunError> {
         let h = self.harness;
         if !h.script_tools.is_empty() {
             self.sandbox.upload(&h.dir.join("tools"), TOOLS_DIR).await?;
@@ -227,13 +231,13 @@ impl Run<'_> {
     fn request(
         &self,
         role: &AgentRole<'_>,
-        messages: &[Message],
+        messages: Vec<Message>,
         tools: Vec<ToolSpec>,
     ) -> ModelRequest {
         let a = &self.harness.config.agent;
         ModelRequest {
             system: Some(role.system.to_owned()),
-            messages: messages.to_vec(),
+            messages,
             tools,
             max_tokens: a.max_tokens,
             temperature: a.temperature,
@@ -250,8 +254,7 @@ impl Run<'_> {
         first: &'s str,
         workdir: &'s str,
         state: &'s mut State<'_>,
-    ) -> BoxFuture<'s, LoopResult>
-    {
+    ) -> BoxFuture<'s, LoopResult> {
         Box::pin(async move {
             let model = self.model_for(role);
             let mut traj = Trajectory::new(AgentInfo {
@@ -281,8 +284,12 @@ impl Run<'_> {
                     self.compact(role, &model, first, &mut messages, &mut traj, state)
                         .await?;
                 }
-                let req = self.request(role, &messages, role.tools.clone());
-                let resp = model.complete(&req).await?;
+                // The conversation is lent to the request and taken back: copying it every
+                // turn made each turn cost O(conversation) in allocations.
+                let mut req = self.request(role, std::mem::take(&mut messages), role.tools.clone());
+                let resp = model.complete(&req).await;
+                messages = std::mem::take(&mut req.messages);
+                let resp = resp?;
                 turns += 1;
                 state.totals.add(&resp.usage, resp.cost_usd);
                 last_prompt_tokens = resp.usage.input_tokens
@@ -322,6 +329,7 @@ impl Run<'_> {
                 let calls: Vec<autoagent_llm::ToolCall> = resp.tool_calls().cloned().collect();
                 messages.push(resp.message.clone());
                 let mut done = calls.is_empty();
+                let mut finished_now = false;
                 if !calls.is_empty() {
                     step.tool_calls = Some(
                         calls
@@ -344,6 +352,7 @@ impl Run<'_> {
                         let (result, obs, finished) =
                             self.call_tool(role, call, workdir, state).await?;
                         if let Some(a) = finished {
+                            finished_now = true;
                             answer = Some(a);
                             done = true;
                         }
@@ -362,7 +371,9 @@ impl Run<'_> {
                     self.observer.updated(&traj, &state.totals);
                 }
                 if done {
-                    if answer.is_none() && !text.is_empty() {
+                    // The latest word counts: `finish`'s answer this turn, else this turn's text
+                    // (after verification, the verified summary rather than the first one).
+                    if !finished_now && !text.is_empty() {
                         answer = Some(text);
                     }
                     match role.verify {
@@ -546,9 +557,7 @@ impl Run<'_> {
         let split = assistant_idx[assistant_idx.len() - keep];
         let mut ask = messages.clone();
         append_user_text(&mut ask, COMPACT_PROMPT);
-        let resp = model
-            .complete(&self.request(role, &ask, Vec::new()))
-            .await?;
+        let resp = model.complete(&self.request(role, ask, Vec::new())).await?;
         state.totals.add(&resp.usage, resp.cost_usd);
         let summary = resp.message.text();
         let replaced = split;

@@ -38,10 +38,18 @@ pub struct ToolOutput {
 
 impl ToolOutput {
     pub fn ok(content: impl Into<String>) -> Self {
-        Self { content: content.into(), is_error: false, finish: None }
+        Self {
+            content: content.into(),
+            is_error: false,
+            finish: None,
+        }
     }
     pub fn error(content: impl Into<String>) -> Self {
-        Self { content: content.into(), is_error: true, finish: None }
+        Self {
+            content: content.into(),
+            is_error: true,
+            finish: None,
+        }
     }
 }
 
@@ -192,7 +200,11 @@ pub async fn run_builtin(
                     "{content}\nthe command was killed after {secs} s"
                 )));
             }
-            Ok(ToolOutput { content, is_error: out.exit_code != Some(0), finish: None })
+            Ok(ToolOutput {
+                content,
+                is_error: out.exit_code != Some(0),
+                finish: None,
+            })
         }
         "read_file" => {
             let path = ctx.resolve(str_arg(args, "path")?);
@@ -203,6 +215,13 @@ pub async fn run_builtin(
                 return Err(ToolError::RespondToModel(format!(
                     "cannot read {path}: {}",
                     out.stderr.trim()
+                )));
+            }
+            if out.truncated {
+                // Cut output would look like the whole file: say it, so the model reads parts.
+                return Err(ToolError::RespondToModel(format!(
+                    "{path} is larger than read_file can return ({} bytes read); read parts of it with bash (head, tail, sed -n, grep)",
+                    out.stdout.len()
                 )));
             }
             let start = args.get("start_line").and_then(Value::as_u64);
@@ -349,7 +368,11 @@ pub async fn run_script(
             tool.name
         )));
     }
-    Ok(ToolOutput { content, is_error: out.exit_code != Some(0), finish: None })
+    Ok(ToolOutput {
+        content,
+        is_error: out.exit_code != Some(0),
+        finish: None,
+    })
 }
 
 /// Progressive disclosure: output longer than `limit` characters is written whole to a file in

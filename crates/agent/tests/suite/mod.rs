@@ -1,0 +1,7 @@
+mod atif;
+mod context;
+mod harness;
+mod phases;
+mod subagents;
+mod support;
+mod tools;
