@@ -9,6 +9,7 @@ mod eval;
 mod harness;
 mod models;
 mod optimize;
+mod report;
 mod run;
 mod sandbox;
 
@@ -27,6 +28,8 @@ enum Command {
     Init(optimize::InitArgs),
     /// The main job: improve the harness, experiment by experiment, until a limit.
     Optimize(optimize::OptimizeArgs),
+    /// Print the ledger, write progress.png/.svg and report.md.
+    Report(report::ReportArgs),
     /// Run the harness once on a new instruction and print its answer.
     Run(run::RunArgs),
     /// Check a harness dir.
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
             Command::Eval(args) => eval::run(args).await,
             Command::Init(args) => optimize::init(args).await,
             Command::Optimize(args) => optimize::run(args).await,
+            Command::Report(args) => report::run(args).await,
             Command::Run(args) => run::run(args).await,
             Command::Harness(args) => harness::run(args),
             Command::Models(args) => models::run(args).await.map(|()| ExitCode::SUCCESS),

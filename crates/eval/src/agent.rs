@@ -121,10 +121,21 @@ impl TrialAgent for OracleAgent {
             )));
         }
         env.upload(&solution, "/solution").await?;
-        let chmod = env
-            .exec(ExecRequest::new("chmod +x /solution/solve.sh").user(Some("root".into())))
-            .await?;
-        if chmod.exit_code != Some(0) {
+        // The upload keeps the file's mode: an executable solve.sh needs no chmod round trip.
+        let executable = {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(solution.join("solve.sh"))
+                .is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+        };
+        let chmod = if executable {
+            None
+        } else {
+            Some(
+                env.exec(ExecRequest::new("chmod +x /solution/solve.sh").user(Some("root".into())))
+                    .await?,
+            )
+        };
+        if let Some(chmod) = chmod.filter(|c| c.exit_code != Some(0)) {
             return Err(AgentError::Fatal(format!(
                 "chmod +x /solution/solve.sh failed: {}",
                 chmod.stderr.trim()

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     Backend, EnvironmentSpec, ExecOutput, ExecRequest, Result, Sandbox, SandboxError, push_capped,
-    shell_quote, tarball,
+    tarball,
 };
 
 pub mod compose;
@@ -211,7 +211,7 @@ impl DockerBackend {
     }
 
     async fn build(&self, context: &Path, tag: &str, task: &str) -> Result<()> {
-        let tar = tarball::pack(context, "")?;
+        let tar = tarball::pack_context(context)?;
         let labels = HashMap::from([(LABEL.to_owned(), task.to_owned())]);
         // Builds that install packages must reach a registry; with no bridge network on the
         // daemon, only the host network can. Containers themselves never get it.
@@ -487,20 +487,17 @@ impl DockerSandbox {
         &self.container_id
     }
 
-    async fn mkdir_p(&self, dir: &str) -> Result<()> {
-        let out = self
-            .exec(
-                ExecRequest::new(format!("mkdir -p {}", shell_quote(dir)))
-                    .user(Some("root".into())),
-            )
-            .await?;
-        if out.exit_code != Some(0) {
-            return Err(SandboxError::Transfer(format!(
-                "mkdir -p {dir}: {}",
-                out.stderr.trim()
-            )));
+    /// Archive paths are absolute; a relative one is taken from the workdir.
+    fn absolute(&self, path: &str) -> Result<String> {
+        if path.starts_with('/') {
+            return Ok(path.to_owned());
         }
-        Ok(())
+        match &self.workdir {
+            Some(w) => Ok(format!("{}/{path}", w.trim_end_matches('/'))),
+            None => Err(SandboxError::Transfer(format!(
+                "{path}: a relative path needs a workdir; give an absolute path"
+            ))),
+        }
     }
 
     async fn put_archive(&self, dir: &str, tar: Vec<u8>) -> Result<()> {
@@ -513,16 +510,6 @@ impl DockerSandbox {
             )
             .await
             .map_err(|e| SandboxError::Transfer(format!("upload to {dir}: {e}")))
-    }
-}
-
-/// `/a/b/c` → (`/a/b`, `c`).
-fn split_dest(dest: &str) -> (String, String) {
-    let trimmed = dest.trim_end_matches('/');
-    match trimmed.rsplit_once('/') {
-        Some(("", name)) => ("/".to_owned(), name.to_owned()),
-        Some((dir, name)) => (dir.to_owned(), name.to_owned()),
-        None => (".".to_owned(), trimmed.to_owned()),
     }
 }
 
@@ -541,24 +528,15 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn upload(&self, host: &Path, dest: &str) -> Result<()> {
-        let is_dir = host.is_dir();
-        if is_dir {
-            self.mkdir_p(dest).await?;
-            let tar = tarball::pack(host, "")?;
-            self.put_archive(dest, tar).await
-        } else {
-            let (dir, name) = split_dest(dest);
-            self.mkdir_p(&dir).await?;
-            let tar = tarball::pack(host, &name)?;
-            self.put_archive(&dir, tar).await
-        }
+        let dest = self.absolute(dest)?;
+        let tar = tarball::pack_at(host, &dest)?;
+        self.put_archive("/", tar).await
     }
 
     async fn write_file(&self, dest: &str, bytes: &[u8], mode: u32) -> Result<()> {
-        let (dir, name) = split_dest(dest);
-        self.mkdir_p(&dir).await?;
-        let tar = tarball::pack_bytes(&name, bytes, mode)?;
-        self.put_archive(&dir, tar).await
+        let dest = self.absolute(dest)?;
+        let tar = tarball::pack_bytes(dest.trim_start_matches('/'), bytes, mode)?;
+        self.put_archive("/", tar).await
     }
 
     async fn download(&self, src: &str, host_dest: &Path) -> Result<()> {
@@ -743,13 +721,6 @@ async fn kill_marked(docker: &Docker, container: &str, mark: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dest_split() {
-        assert_eq!(split_dest("/a/b/c"), ("/a/b".to_owned(), "c".to_owned()));
-        assert_eq!(split_dest("/c"), ("/".to_owned(), "c".to_owned()));
-        assert_eq!(split_dest("/a/b/"), ("/a".to_owned(), "b".to_owned()));
-    }
 
     #[test]
     fn names_are_docker_safe() {

@@ -5,21 +5,49 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::{Result, SandboxError};
 
-/// Archives a host file (as `file_name`) or a directory's contents (relative paths).
-pub(crate) fn pack(host: &Path, file_name: &str) -> Result<Vec<u8>> {
+/// Archives a host file or a directory's contents so that, extracted at `/`, they land at
+/// `dest` (an absolute path): entries are named `dest/...`. Missing parents are created by the
+/// daemon on extraction, which saves a `mkdir -p` exec per upload. No entry is written for
+/// `dest` itself unless the directory is empty, so an existing directory keeps its mode and owner.
+pub(crate) fn pack_at(host: &Path, dest: &str) -> Result<Vec<u8>> {
+    let err = |e| SandboxError::io(format!("archiving {}", host.display()), e);
+    let prefix = dest.trim_matches('/');
     let mut builder = tar::Builder::new(Vec::new());
     builder.follow_symlinks(false);
     let meta = std::fs::metadata(host)
         .map_err(|e| SandboxError::io(format!("reading {}", host.display()), e))?;
-    let res = if meta.is_dir() {
-        builder.append_dir_all(".", host)
-    } else {
-        builder.append_path_with_name(host, file_name)
-    };
-    res.map_err(|e| SandboxError::io(format!("archiving {}", host.display()), e))?;
-    builder
-        .into_inner()
-        .map_err(|e| SandboxError::io(format!("archiving {}", host.display()), e))
+    if !meta.is_dir() {
+        builder.append_path_with_name(host, prefix).map_err(err)?;
+        return builder.into_inner().map_err(err);
+    }
+    let mut any = false;
+    for entry in walkdir::WalkDir::new(host).min_depth(1).sort_by_file_name() {
+        let entry =
+            entry.map_err(|e| SandboxError::io(format!("reading {}", host.display()), e.into()))?;
+        let rel = entry.path().strip_prefix(host).unwrap_or(entry.path());
+        let name = format!("{prefix}/{}", rel.display());
+        if entry.file_type().is_dir() {
+            builder.append_dir(&name, entry.path()).map_err(err)?;
+        } else {
+            builder
+                .append_path_with_name(entry.path(), &name)
+                .map_err(err)?;
+        }
+        any = true;
+    }
+    if !any {
+        builder.append_dir(prefix, host).map_err(err)?;
+    }
+    builder.into_inner().map_err(err)
+}
+
+/// Archives a build context: the directory's contents, relative to it.
+pub(crate) fn pack_context(dir: &Path) -> Result<Vec<u8>> {
+    let err = |e| SandboxError::io(format!("archiving {}", dir.display()), e);
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    builder.append_dir_all(".", dir).map_err(err)?;
+    builder.into_inner().map_err(err)
 }
 
 /// Archives one in-memory file.

@@ -191,4 +191,42 @@ fn killed_during_a_meta_session_and_an_evaluation_then_resumed() {
     // The meta-agent's spend: the interrupted session's recorded steps plus the full one.
     let meta: f64 = rows[1][9].parse().unwrap();
     assert!((0.029..0.041).contains(&meta), "meta cost {meta}\n{ledger}");
+
+    // The report: the table, the plots (the PNG at the asked size) and report.md.
+    let run = autoagent(
+        &[
+            "report",
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--width",
+            "800",
+            "--height",
+            "400",
+        ],
+        dir.path(),
+    );
+    assert!(run.out.status.success(), "{}", run.context());
+    assert!(
+        run.stdout().contains("add a solve tool"),
+        "{}",
+        run.context()
+    );
+    let png = std::fs::read(ws.join("progress.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    let (w, h) = (
+        u32::from_be_bytes(png[16..20].try_into().unwrap()),
+        u32::from_be_bytes(png[20..24].try_into().unwrap()),
+    );
+    assert_eq!((w, h), (800, 400));
+    let svg = std::fs::read_to_string(ws.join("progress.svg")).unwrap();
+    assert_eq!(
+        svg.matches("data-experiment=").count(),
+        2,
+        "one marker per ledger row"
+    );
+    let md = std::fs::read_to_string(ws.join("report.md")).unwrap();
+    assert!(
+        md.contains("+description = \"Write text to a file.\""),
+        "the kept change's diff\n{md}"
+    );
 }
