@@ -555,8 +555,13 @@ impl Run<'_> {
             return Ok(false);
         }
         let split = assistant_idx[assistant_idx.len() - keep];
-        let mut ask = messages.clone();
-        append_user_text(&mut ask, COMPACT_PROMPT);
+        // The history goes as a plain transcript in one message: a request that carries tool
+        // calls and results must also declare tools on some APIs (Anthropic answers 400), and
+        // the summary must not call any.
+        let ask = vec![Message::user(format!(
+            "{}\n\n{COMPACT_PROMPT}",
+            transcript(messages)
+        ))];
         let resp = model.complete(&self.request(role, ask, Vec::new())).await?;
         state.totals.add(&resp.usage, resp.cost_usd);
         let summary = resp.message.text();
@@ -584,6 +589,46 @@ impl Run<'_> {
         traj.push(step);
         Ok(true)
     }
+}
+
+/// The conversation as text, for the summary call: each tool output cut to a few thousand
+/// characters (the summary needs what happened, not every byte).
+fn transcript(messages: &[Message]) -> String {
+    const MAX: usize = 3000;
+    let cut = |s: &str| {
+        if s.chars().count() <= MAX {
+            s.to_owned()
+        } else {
+            let head: String = s.chars().take(MAX / 2).collect();
+            let tail: String = s.chars().skip(s.chars().count() - MAX / 2).collect();
+            format!("{head}\n[...]\n{tail}")
+        }
+    };
+    let mut out = String::from("<conversation so far>\n");
+    for m in messages {
+        let who = match m.role {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        };
+        for b in &m.content {
+            match b {
+                ContentBlock::Text { text } => out.push_str(&format!("[{who}] {}\n", cut(text))),
+                ContentBlock::ToolCall(c) => out.push_str(&format!(
+                    "[{who} calls {}] {}\n",
+                    c.name,
+                    cut(&c.arguments_json_text())
+                )),
+                ContentBlock::ToolResult(r) => out.push_str(&format!(
+                    "[tool result{}] {}\n",
+                    if r.is_error { ", error" } else { "" },
+                    cut(&r.content)
+                )),
+                ContentBlock::Reasoning(_) => {}
+            }
+        }
+    }
+    out.push_str("</conversation so far>");
+    out
 }
 
 fn append_user_text(messages: &mut Vec<Message>, text: &str) {

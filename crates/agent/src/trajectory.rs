@@ -185,7 +185,8 @@ impl Trajectory {
     pub fn write(&self, path: &std::path::Path) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, bytes)?;
+        // The dir may be shared with the sandbox: never follow what it planted there.
+        autoagent_sandbox::write_shared(&tmp, &bytes)?;
         std::fs::rename(&tmp, path)
     }
 }

@@ -147,6 +147,11 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             let (cfg, env) = args.model.resolve(&harness)?;
             model_name = Some(cfg.model.clone());
             agent_kwargs.insert("harness".to_owned(), harness.dir.display().to_string());
+            // Resuming after the harness changed would mix two harnesses in one job.
+            agent_kwargs.insert(
+                "harness_digest".to_owned(),
+                autoagent_sandbox::dir_digest(&harness.dir).unwrap_or_default(),
+            );
             Arc::new(autoagent_eval::HarnessAgent::new(
                 Arc::new(harness),
                 cfg,
@@ -154,6 +159,15 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             ))
         }
     };
+    if !(args.timeout_multiplier.is_finite()
+        && args.timeout_multiplier > 0.0
+        && args.timeout_multiplier <= 1000.0)
+    {
+        anyhow::bail!(
+            "--timeout-multiplier: expected a number above 0 (at most 1000), found {}",
+            args.timeout_multiplier
+        );
+    }
     let backend = backend(args.sandbox).await?;
     let config = JobConfig {
         job_name: args.job_name.clone().unwrap_or_else(|| {

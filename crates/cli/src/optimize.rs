@@ -214,14 +214,18 @@ pub async fn run(args: OptimizeArgs) -> anyhow::Result<ExitCode> {
             None
         }
     });
+    let prices = ws.config.models.prices.clone();
     let task_model = ModelConfig {
         model: task,
         base_url,
+        api_key_env: ws.config.models.api_key_env.clone(),
+        prices: prices.clone(),
         ..ModelConfig::default()
     };
     let meta_model = ModelConfig {
         model: meta,
         base_url: meta_base_url,
+        prices,
         ..ModelConfig::default()
     };
     let sandbox = args.sandbox.or(match ws.config.eval.sandbox.as_deref() {
@@ -259,6 +263,10 @@ pub async fn run(args: OptimizeArgs) -> anyhow::Result<ExitCode> {
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             on_signal.cancel();
+            // A second Ctrl-C does not wait for the cleanup.
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
         }
     });
     let result = autoagent_optimize::optimize(&ws, &opts, &reporter, cancel).await;

@@ -158,7 +158,10 @@ impl TrialAgent for OracleAgent {
         if let Some(code) = out.exit_code
             && code != 0
         {
-            let _ = std::fs::write(ctx.agent_dir.join("exit-code.txt"), code.to_string());
+            let _ = autoagent_sandbox::write_shared(
+                &ctx.agent_dir.join("exit-code.txt"),
+                code.to_string().as_bytes(),
+            );
         }
         Ok(AgentResult::default())
     }

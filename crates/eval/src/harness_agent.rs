@@ -70,7 +70,11 @@ fn model_error(e: &LlmError) -> AgentError {
         ErrorKind::NotFound => "ModelNotFoundError",
         ErrorKind::QuotaExhausted => "ApiUsageLimitError",
         ErrorKind::ContextOverflow => "ContextLengthExceededError",
-        ErrorKind::BadRequest | ErrorKind::Config | ErrorKind::Script => "ModelRequestError",
+        // The provider refused what the harness asked for (e.g. max_tokens above the model's
+        // limit): the harness's doing, scored like any failure of the agent.
+        ErrorKind::BadRequest | ErrorKind::Config => "ModelRequestError",
+        // A test's script went wrong: loud, never a score.
+        ErrorKind::Script => "ScriptedModelError",
     };
     AgentError::Model {
         kind,

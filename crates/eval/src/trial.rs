@@ -34,6 +34,7 @@ pub const NOT_RETRIED: &[&str] = &[
     "UnsupportedModelParametersError",
     "ContextLengthExceededError",
     "ModelRequestError",
+    "ScriptedModelError",
 ];
 
 /// Exception types that say something about the agent or the task, not the infrastructure.
@@ -46,8 +47,10 @@ pub const TASK_OUTCOMES: &[&str] = &[
     "RewardFileNotFoundError",
     "RewardFileEmptyError",
     "VerifierOutputParseError",
-    // The harness let its context overflow: a property of the agent being measured.
+    // The harness let its context overflow, or asked the model for what it refuses: properties
+    // of the agent being measured.
     "ContextLengthExceededError",
+    "ModelRequestError",
 ];
 
 /// Whether a trial's exception is an infrastructure failure.
@@ -520,7 +523,7 @@ fn read_rewards(dir: &Path) -> Result<Rewards, Failure> {
     let json = dir.join("reward.json");
     let txt = dir.join("reward.txt");
     if json.is_file() {
-        let text = std::fs::read_to_string(&json).map_err(|e| {
+        let text = autoagent_sandbox::read_shared(&json).map_err(|e| {
             Failure::new(
                 "VerifierOutputParseError",
                 format!("reading reward.json: {e}"),
@@ -532,7 +535,7 @@ fn read_rewards(dir: &Path) -> Result<Rewards, Failure> {
         return parse_reward_json(&text);
     }
     if txt.is_file() {
-        let text = std::fs::read_to_string(&txt).map_err(|e| {
+        let text = autoagent_sandbox::read_shared(&txt).map_err(|e| {
             Failure::new(
                 "VerifierOutputParseError",
                 format!("reading reward.txt: {e}"),
@@ -621,6 +624,16 @@ async fn collect_artifacts(sb: &dyn Sandbox, task: &Task, trial_dir: &Path, log:
                 (source.trim_start_matches('/').to_owned(), Vec::new())
             }
         };
+        if std::path::Path::new(&destination)
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            log.line(&format!(
+                "artifact {source}: destination {destination:?} leaves the trial dir; skipped"
+            ));
+            manifest.push(serde_json::json!({"source": source, "destination": destination, "type": "file", "status": "error: destination leaves the trial dir", "service": "main", "exclude": exclude}));
+            continue;
+        }
         let target = trial_dir.join("artifacts").join(&destination);
         let probe = sb
             .exec(ExecRequest::new(format!(

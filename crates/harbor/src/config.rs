@@ -356,6 +356,66 @@ pub struct SolutionConfig {
     pub env: BTreeMap<String, String>,
 }
 
+/// The longest time any phase may be given (a year): beyond it, durations overflow.
+pub const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
+impl TaskConfig {
+    /// Checks the numbers serde cannot: finite, not negative, not absurd. Returns the field and
+    /// what was expected.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let secs = |field: &str, v: f64| {
+            if v.is_finite() && (0.0..=MAX_SECONDS).contains(&v) {
+                Ok(())
+            } else {
+                Err((
+                    field.to_owned(),
+                    format!("expected seconds between 0 and {MAX_SECONDS}, found {v}"),
+                ))
+            }
+        };
+        if let Some(t) = self.agent.timeout_sec {
+            secs("agent.timeout_sec", t)?;
+        }
+        secs("verifier.timeout_sec", self.verifier.timeout_sec)?;
+        secs(
+            "environment.build_timeout_sec",
+            self.environment.build_timeout_sec,
+        )?;
+        if let Some(h) = &self.environment.healthcheck {
+            secs("environment.healthcheck.interval_sec", h.interval_sec)?;
+            secs("environment.healthcheck.timeout_sec", h.timeout_sec)?;
+            secs(
+                "environment.healthcheck.start_period_sec",
+                h.start_period_sec,
+            )?;
+            secs(
+                "environment.healthcheck.start_interval_sec",
+                h.start_interval_sec,
+            )?;
+        }
+        for (i, c) in self.verifier.collect.iter().enumerate() {
+            secs(&format!("verifier.collect[{i}].timeout_sec"), c.timeout_sec)?;
+        }
+        if let Some(c) = self.environment.cpus
+            && !(c.is_finite() && c > 0.0 && c <= 4096.0)
+        {
+            return Err((
+                "environment.cpus".into(),
+                format!("expected a number of CPUs above 0, found {c}"),
+            ));
+        }
+        if let Some(m) = self.environment.memory_mb
+            && !(1..=(1 << 30)).contains(&m)
+        {
+            return Err((
+                "environment.memory_mb".into(),
+                format!("expected MiB between 1 and 2^30, found {m}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Resolves `${VAR}` and `${VAR:-default}` templates from the given lookup
 /// (Harbor's `utils/env.py: resolve_env_vars`). An unset variable without a default
 /// becomes an empty string.

@@ -173,13 +173,17 @@ impl Task {
 /// Parses `task.toml`, returning `(field path, message)` on failure so the caller can name both.
 pub fn parse_task_toml(text: &str) -> Result<TaskConfig, (Option<String>, String)> {
     let de = toml::Deserializer::parse(text).map_err(|e| (None, one_line(&e.to_string())))?;
-    serde_path_to_error::deserialize::<_, TaskConfig>(de).map_err(|e| {
+    let config = serde_path_to_error::deserialize::<_, TaskConfig>(de).map_err(|e| {
         let path = e.path().to_string();
         let field = (path != "." && !path.is_empty()).then_some(path);
         let inner = e.into_inner();
         let message = one_line(&inner.to_string());
         (field, message)
-    })
+    })?;
+    config
+        .validate()
+        .map_err(|(field, message)| (Some(field), message))?;
+    Ok(config)
 }
 
 /// toml's messages span several lines with a source excerpt; keep them on one line for tables
@@ -357,6 +361,23 @@ mod tests {
         let (field, msg) = parse_task_toml("[agent]\ntimeout_sec = \"soon\"\n").unwrap_err();
         assert_eq!(field.as_deref(), Some("agent.timeout_sec"));
         assert!(msg.contains("invalid type"), "{msg}");
+    }
+
+    #[test]
+    fn impossible_numbers_are_refused() {
+        for (text, field) in [
+            ("[agent]\ntimeout_sec = -1\n", "agent.timeout_sec"),
+            ("[agent]\ntimeout_sec = inf\n", "agent.timeout_sec"),
+            ("[verifier]\ntimeout_sec = 1e20\n", "verifier.timeout_sec"),
+            ("[environment]\ncpus = 0\n", "environment.cpus"),
+            (
+                "[environment.healthcheck]\ncommand = \"true\"\ntimeout_sec = nan\n",
+                "environment.healthcheck.timeout_sec",
+            ),
+        ] {
+            let (f, msg) = parse_task_toml(text).unwrap_err();
+            assert_eq!(f.as_deref(), Some(field), "{text}: {msg}");
+        }
     }
 
     #[test]

@@ -160,6 +160,13 @@ impl WorkspaceConfig {
         if self.eval.concurrency == 0 {
             return Err(("eval.concurrency".into(), "must be at least 1".into()));
         }
+        let m = self.eval.timeout_multiplier;
+        if !(m.is_finite() && m > 0.0 && m <= 1000.0) {
+            return Err((
+                "eval.timeout_multiplier".into(),
+                format!("expected a number above 0 (at most 1000), found {m}"),
+            ));
+        }
         if let Some(s) = &self.eval.sandbox
             && s != "docker"
             && s != "local"

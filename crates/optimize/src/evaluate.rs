@@ -94,6 +94,8 @@ impl Evaluator {
         // Infrastructure failures that outlived the trial's own retries: the trial is removed
         // and the job resumed, twice at most, so an outage does not become a score.
         let mut outcome = None;
+        // Spend of trials removed for a rerun is still spend.
+        let mut removed_cost: Option<f64> = Some(0.0);
         for round in 0..3 {
             let o = run_job(
                 &config,
@@ -117,9 +119,18 @@ impl Evaluator {
                 break;
             }
             for t in infra {
+                if let Some(r) = &t.agent_result {
+                    removed_cost = match (removed_cost, r.cost_usd) {
+                        (Some(a), Some(b)) => Some(a + b),
+                        _ => None,
+                    };
+                }
                 let _ = std::fs::remove_dir_all(o.job_dir.join(&t.trial_name));
             }
-            tokio::time::sleep(Duration::from_secs(5 * (round + 1))).await;
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(5 * (round + 1))) => {}
+                () = cancel.cancelled() => return Err("cancelled".to_owned()),
+            }
         }
         let Some(o) = outcome else {
             return Err("evaluation did not finish".to_owned());
@@ -127,7 +138,7 @@ impl Evaluator {
         let mut per_task: BTreeMap<String, (u32, u32)> =
             tasks.iter().map(|t| (t.clone(), (0, 0))).collect();
         let (mut passed_n, mut trials, mut reward_sum, mut infra) = (0u32, 0u32, 0.0, 0u32);
-        let mut cost: Option<f64> = Some(0.0);
+        let mut cost: Option<f64> = removed_cost;
         for t in &o.trials {
             match t.agent_result.as_ref().and_then(|r| r.cost_usd) {
                 Some(c) => cost = cost.map(|x| x + c),
@@ -146,6 +157,30 @@ impl Evaluator {
                 passed_n += 1;
                 e.0 += 1;
             }
+        }
+        // An evaluation that infrastructure failures hollowed out is no measurement: the loop
+        // stops (and resumes later) rather than keep or discard on it.
+        if trials == 0 || f64::from(infra) > 0.1 * f64::from(trials + infra) {
+            let first = o
+                .trials
+                .iter()
+                .find_map(|t| {
+                    t.exception_info
+                        .as_ref()
+                        .filter(|e| is_infrastructure(&e.exception_type))
+                })
+                .map(|e| {
+                    format!(
+                        "{}: {}",
+                        e.exception_type,
+                        e.exception_message.lines().next().unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default();
+            return Err(format!(
+                "{infra} of {} trials failed for infrastructure reasons after retries (first: {first}); fix the cause and run again to resume",
+                trials + infra
+            ));
         }
         Ok(EvalSummary {
             job_dir: o.job_dir,

@@ -20,13 +20,21 @@ pub struct GitError {
 #[derive(Debug, Clone)]
 pub struct GitRepo {
     pub dir: PathBuf,
+    timeout: Duration,
 }
 
 impl GitRepo {
     pub fn new(dir: &Path) -> Self {
         Self {
             dir: dir.to_path_buf(),
+            timeout: TIMEOUT,
         }
+    }
+
+    /// The same repository with another time limit per git call.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     pub async fn run(&self, args: &[&str]) -> Result<String, GitError> {
@@ -49,14 +57,24 @@ impl GitRepo {
                 "user.email=autoagent@localhost",
                 "-c",
                 "core.autocrlf=false",
+                "-c",
+                "core.excludesFile=/dev/null",
+                "-c",
+                "core.fsmonitor=false",
             ])
             .args(args)
             .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_OPTIONAL_LOCKS", "0")
+            // Never the repository of a folder above the harness (the user's own project).
+            .env(
+                "GIT_CEILING_DIRECTORIES",
+                self.dir.parent().unwrap_or(&self.dir),
+            )
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        let out = tokio::time::timeout(TIMEOUT, cmd.output())
+        let out = tokio::time::timeout(self.timeout, cmd.output())
             .await
-            .map_err(|_| err(format!("timed out after {TIMEOUT:?}")))?
+            .map_err(|_| err(format!("timed out after {:?}", self.timeout)))?
             .map_err(|e| err(format!("cannot run git: {e}")))?;
         if !out.status.success() {
             return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
@@ -71,8 +89,13 @@ impl GitRepo {
         self.head().await
     }
 
+    /// Whether the harness dir is the top of a repository of its own.
     pub async fn is_repo(&self) -> bool {
-        self.run(&["rev-parse", "--git-dir"]).await.is_ok()
+        let Ok(top) = self.run(&["rev-parse", "--show-toplevel"]).await else {
+            return false;
+        };
+        let here = self.dir.canonicalize().ok();
+        here.is_some() && std::path::Path::new(top.trim()).canonicalize().ok() == here
     }
 
     pub async fn head(&self) -> Result<String, GitError> {
@@ -118,8 +141,15 @@ impl GitRepo {
     pub async fn diff_worktree(&self, rev: &str) -> Result<String, GitError> {
         // Intent-to-add makes new files show in the diff without staging their content.
         self.run(&["add", "-A", "-N"]).await?;
-        self.run(&["diff", "--no-color", "--no-ext-diff", "--no-textconv", rev])
-            .await
+        self.run(&[
+            "diff",
+            "--text",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            rev,
+        ])
+        .await
     }
 
     pub async fn diff(&self, from: &str, to: &str) -> Result<String, GitError> {
@@ -130,6 +160,7 @@ impl GitRepo {
             "--no-textconv",
             from,
             to,
+            "--",
         ])
         .await
     }

@@ -78,12 +78,20 @@ impl LeakGuard {
 
     /// The forbidden literals in the lines a unified diff adds.
     pub fn scan_diff(&self, diff: &str) -> Vec<Hit> {
-        let added: String = diff
-            .lines()
-            .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
-            .map(|l| &l[1..])
-            .collect::<Vec<_>>()
-            .join("\n");
+        // Inside a hunk every `+` line is content (even one that starts `+++`); the `+++ b/…`
+        // file header only comes between `diff --git` and the first `@@`.
+        let mut in_hunk = false;
+        let mut added_lines = Vec::new();
+        for l in diff.lines() {
+            if l.starts_with("diff --git ") {
+                in_hunk = false;
+            } else if l.starts_with("@@") {
+                in_hunk = true;
+            } else if in_hunk && let Some(rest) = l.strip_prefix('+') {
+                added_lines.push(rest);
+            }
+        }
+        let added = added_lines.join("\n");
         self.forbidden
             .iter()
             .filter(|(lit, _)| contains_word(&added, lit))
@@ -170,25 +178,26 @@ mod tests {
             "#!/bin/bash\n[ \"$(cat /app/out)\" = \"Hello, world!\" ] && echo 1 > /logs/verifier/reward.txt\n",
         );
         let g = LeakGuard::new(&[t]);
-        let diff = "--- a/prompts/system.md\n+++ b/prompts/system.md\n-old Hello, world!\n+Always check your work.\n";
+        let diff = "diff --git a/p b/p\n--- a/prompts/system.md\n+++ b/prompts/system.md\n@@ -1 +1 @@\n-old Hello, world!\n+Always check your work.\n";
         assert!(g.scan_diff(diff).is_empty(), "removed lines do not count");
-        let hits = g.scan_diff("+If the output should be \"Hello, world!\", write it.\n");
+        let hits =
+            g.scan_diff("@@ -1 +1 @@\n+If the output should be \"Hello, world!\", write it.\n");
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].source, "task regex-log: tests/test.sh");
         assert_eq!(
-            g.scan_diff("+For regex-log tasks, ...\n")[0].literal,
+            g.scan_diff("@@\n+For regex-log tasks, ...\n")[0].literal,
             "regex-log"
         );
         assert_eq!(
-            g.scan_diff("+compare with expected_output.csv\n")[0].literal,
+            g.scan_diff("@@\n+compare with expected_output.csv\n")[0].literal,
             "expected_output.csv"
         );
         assert!(
-            g.scan_diff("+regex-logging is fine\n").is_empty(),
+            g.scan_diff("@@\n+regex-logging is fine\n").is_empty(),
             "a longer word is not the name"
         );
         assert!(
-            g.scan_diff("+write to /logs/verifier/reward.txt\n")
+            g.scan_diff("@@\n+write to /logs/verifier/reward.txt\n")
                 .is_empty()
         );
     }

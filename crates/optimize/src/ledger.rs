@@ -233,9 +233,13 @@ impl Ledger {
             if line.trim().is_empty() {
                 continue;
             }
+            // An unterminated last line is a torn write, even when it happens to parse (cut
+            // inside the last column): `append` cuts it off too, so memory and disk agree.
+            if i + 1 == lines.len() && !complete {
+                break;
+            }
             match Row::from_tsv(line) {
                 Ok(r) => rows.push(r),
-                Err(_) if i + 1 == lines.len() && !complete => break,
                 Err(message) => {
                     return Err(LedgerError::Parse {
                         path: path.to_owned(),

@@ -156,6 +156,10 @@ impl MetaContext {
             match c {
                 Component::ParentDir => return refuse("goes up with `..`"),
                 Component::Normal(n) if n == ".git" => return refuse("is inside .git"),
+                // Git's own control files would let a change hide from the leak guard.
+                Component::Normal(n) if n == ".gitignore" || n == ".gitattributes" => {
+                    return refuse("is a git control file");
+                }
                 Component::Normal(_) | Component::CurDir => {}
                 Component::RootDir | Component::Prefix(_) => return refuse("is absolute"),
             }
@@ -249,7 +253,7 @@ pub fn render_steps(t: &Trajectory, from: u64, to: u64, max_chars: usize) -> Str
 
 fn read_trajectory_file(dir: &Path) -> Result<Trajectory, ToolError> {
     let p = dir.join("agent/trajectory.json");
-    let text = std::fs::read_to_string(&p).map_err(|_| {
+    let text = autoagent_sandbox::read_shared(&p).map_err(|_| {
         ToolError::RespondToModel("this trial has no trajectory (the agent did not start)".into())
     })?;
     serde_json::from_str(&text)
@@ -566,7 +570,7 @@ impl HostTool for MetaTool {
             }
             Kind::ReadVerifierOutput => {
                 let dir = ctx.trial_dir(arg_str(args, "trial")?)?;
-                let out = std::fs::read_to_string(dir.join("verifier/test-stdout.txt"))
+                let out = autoagent_sandbox::read_shared(&dir.join("verifier/test-stdout.txt"))
                     .unwrap_or_else(|_| "(no verifier output)".into());
                 let r: Option<TrialResult> = std::fs::read_to_string(dir.join("result.json"))
                     .ok()
@@ -702,7 +706,17 @@ impl HostTool for MetaTool {
                         .lock()
                         .map_err(|_| ToolError::RespondToModel("busy".into()))?;
                     *c += 1;
-                    *c
+                    // A fresh job each time, also across sessions (a resumed experiment must
+                    // not pick up an older spot check of another working tree).
+                    let mut k = 1;
+                    while ctx
+                        .jobs_dir
+                        .join(format!("exp-{:04}-spot-{k}", ctx.experiment))
+                        .exists()
+                    {
+                        k += 1;
+                    }
+                    k
                 };
                 let attempts = args
                     .get("attempts")
@@ -803,7 +817,12 @@ pub fn meta_harness(harness_dir: &Path, program: &str, max_turns: u32) -> Harnes
                 reasoning_effort: None,
             },
             verify: Default::default(),
-            context: Default::default(),
+            // The tools cut their own output; spilling to a file the meta-agent cannot read
+            // (it only reads harness/) would lose it.
+            context: autoagent_agent::harness::ContextSection {
+                max_tool_output_chars: 1_000_000,
+                ..Default::default()
+            },
             bash: Default::default(),
             subagents: Vec::new(),
         },
@@ -869,7 +888,8 @@ pub fn first_message(ctx: &MetaContext, incumbent_job: Option<&Path>) -> String 
             let n = traj.steps.len() as u64;
             s.push_str(&render_steps(&traj, n.saturating_sub(2), n, 800));
         }
-        let out = std::fs::read_to_string(dir.join("verifier/test-stdout.txt")).unwrap_or_default();
+        let out = autoagent_sandbox::read_shared(&dir.join("verifier/test-stdout.txt"))
+            .unwrap_or_default();
         if !out.is_empty() {
             let _ = write!(s, "verifier output (tail):\n{}\n", tail_lines(&out, 15));
         }

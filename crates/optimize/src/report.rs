@@ -1483,49 +1483,18 @@ pub async fn git_diff(
     if !harness.join(".git").exists() {
         return Err(format!("{} is not a git repository", harness.display()));
     }
-    let mut cmd = tokio::process::Command::new("git");
-    cmd.args([
-        "-c",
-        "core.hooksPath=/dev/null",
-        "-c",
-        "core.fsmonitor=false",
-        "-c",
-        "diff.external=",
-        "--no-pager",
-        "-C",
-    ])
-    .arg(harness)
-    .args([
-        "diff",
-        "--no-color",
-        "--no-ext-diff",
-        "--no-textconv",
-        from,
-        to,
-        "--",
-    ])
-    .env("GIT_TERMINAL_PROMPT", "0")
-    .env("GIT_OPTIONAL_LOCKS", "0")
-    .stdin(std::process::Stdio::null())
-    .kill_on_drop(true);
-    if let Some(parent) = harness.parent().and_then(|p| std::path::absolute(p).ok()) {
-        // Never fall through to a repository around the workspace.
-        cmd.env("GIT_CEILING_DIRECTORIES", parent);
-    }
-    let out = match tokio::time::timeout(timeout, cmd.output()).await {
-        Err(_) => return Err(format!("git diff took more than {}s", timeout.as_secs())),
-        Ok(Err(e)) => return Err(format!("cannot run git: {e}")),
-        Ok(Ok(out)) => out,
-    };
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let first = err
-            .lines()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no message");
-        return Err(format!("git diff failed ({}): {first}", out.status));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    crate::git::GitRepo::new(harness)
+        .with_timeout(timeout)
+        .diff(from, to)
+        .await
+        .map_err(|e| {
+            let first = e
+                .message
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no message");
+            format!("git diff failed: {first}")
+        })
 }
 
 /// A diff cut to `max` bytes at a line end, saying how much was left out.

@@ -12,7 +12,7 @@ use std::time::Instant;
 use autoagent_agent::{EndReason, Harness, Run, RunError, RunObserver, Totals, Trajectory};
 use autoagent_eval::job::JobObserver;
 use autoagent_harbor::{Dataset, Task};
-use autoagent_llm::{EnvSource, ModelConfig, build_model};
+use autoagent_llm::{EnvSource, ErrorKind, ModelConfig, build_model};
 use autoagent_sandbox::local::{Isolation, LocalBackend};
 use autoagent_sandbox::{Backend, EnvironmentSpec};
 use serde::{Deserialize, Serialize};
@@ -52,7 +52,7 @@ pub enum OptimizeError {
     Ledger(#[from] crate::ledger::LedgerError),
     #[error("evaluation of {job} failed: {message}")]
     Eval { job: String, message: String },
-    #[error("the meta-agent's model is unavailable after retries: {0}")]
+    #[error("the meta-agent's model cannot be used: {0}")]
     MetaUnavailable(String),
     #[error("interrupted; run `autoagent optimize` again to resume")]
     Cancelled,
@@ -238,6 +238,7 @@ pub async fn optimize(
             "the holdout leaves no train task".into(),
         ));
     }
+    check_settings(ws, &train, &holdout)?;
     let evaluator = Arc::new(Evaluator {
         backend: opts.backend.clone(),
         model: opts.task_model.clone(),
@@ -285,6 +286,63 @@ pub async fn optimize(
             return Err(OptimizeError::Cancelled);
         }
         experiment(&ctx, &mut ledger).await?;
+    }
+}
+
+/// What the ledger's scores are comparable under: the train and holdout task sets and k.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Settings {
+    train: BTreeSet<String>,
+    holdout: BTreeSet<String>,
+    attempts: u32,
+}
+
+/// The keep rule compares pass counts with the incumbent's stored total: that only means
+/// something on the same tasks and attempts. A run that would change them is refused.
+fn check_settings(
+    ws: &Workspace,
+    train: &BTreeSet<String>,
+    holdout: &BTreeSet<String>,
+) -> Result<(), OptimizeError> {
+    let path = ws.state_dir().join("settings.json");
+    let now = Settings {
+        train: train.clone(),
+        holdout: holdout.clone(),
+        attempts: ws.config.eval.attempts,
+    };
+    match std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Settings>(&t).ok())
+    {
+        Some(before) if before != now => {
+            let mut what = Vec::new();
+            if before.attempts != now.attempts {
+                what.push(format!(
+                    "attempts per task (k) was {}, now {}",
+                    before.attempts, now.attempts
+                ));
+            }
+            if before.train != now.train {
+                what.push(format!(
+                    "the train tasks were {:?}, now {:?}",
+                    before.train, now.train
+                ));
+            }
+            if before.holdout != now.holdout {
+                what.push(format!(
+                    "the holdout tasks were {:?}, now {:?}",
+                    before.holdout, now.holdout
+                ));
+            }
+            Err(OptimizeError::Setup(format!(
+                "the ledger's scores were measured under other settings: {}. Use the same tasks, --holdout and -k as before, or start a new workspace (deleting {} accepts scores that do not compare)",
+                what.join("; "),
+                path.display()
+            )))
+        }
+        Some(_) => Ok(()),
+        None => std::fs::write(&path, serde_json::to_vec_pretty(&now).unwrap_or_default())
+            .map_err(|e| OptimizeError::Setup(format!("writing {}: {e}", path.display()))),
     }
 }
 
@@ -471,10 +529,15 @@ async fn meta_session(
             r = run.run_with_host_tools(&first, &tools) => Some(r),
             () = recorder.over_budget.notified() => None,
             () = ctx.cancel.cancelled() => {
+                // A spot check may have been running: its containers go too.
+                ctx.opts.backend.destroy_all().await;
                 let _ = sandbox.destroy().await;
                 return Err(OptimizeError::Cancelled);
             }
         };
+        if result.is_none() {
+            ctx.opts.backend.destroy_all().await;
+        }
         let _ = sandbox.destroy().await;
         *state = recorder
             .state
@@ -506,14 +569,28 @@ async fn meta_session(
                 ctx.say(&format!(
                     "exp-{n:04}: meta-agent model unavailable ({e}); retrying the session"
                 ));
-                tokio::time::sleep(std::time::Duration::from_secs(30 * attempts)).await;
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(30 * attempts)) => {}
+                    () = ctx.cancel.cancelled() => return Err(OptimizeError::Cancelled),
+                }
                 ctx.ws
                     .git()
                     .reset_hard(&incumbent_commit(ctx).await?)
                     .await?;
                 continue;
             }
-            Some(Err(RunError::Model(e))) if e.is_infrastructure() => {
+            Some(Err(RunError::Model(e)))
+                if e.is_infrastructure()
+                    || matches!(
+                        e.kind(),
+                        ErrorKind::Auth
+                            | ErrorKind::NotFound
+                            | ErrorKind::QuotaExhausted
+                            | ErrorKind::Config
+                    ) =>
+            {
+                // A provider that is down, a bad key, no credit, an unknown model: every further
+                // session would fail the same way, so the run stops (and resumes later).
                 return Err(OptimizeError::MetaUnavailable(e.to_string()));
             }
             Some(Err(e)) => MetaResult::Crash(format!("meta-agent session failed: {e}")),

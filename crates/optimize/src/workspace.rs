@@ -150,7 +150,7 @@ pub async fn init(dir: &Path) -> Result<Workspace, WorkspaceError> {
                 .map_err(io(format!("chmod {}", path.display())))?;
         }
     }
-    std::fs::write(dir.join(".gitignore"), "jobs/\n.autoagent/\n")
+    std::fs::write(dir.join(".gitignore"), "jobs/\n.autoagent/\n.env\n")
         .map_err(io("writing .gitignore"))?;
     GitRepo::new(&dir.join("harness")).init().await?;
     Workspace::open(dir)

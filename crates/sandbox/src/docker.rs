@@ -21,7 +21,6 @@ use bollard::query_parameters::{
     UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
 
 use crate::{
     Backend, EnvironmentSpec, ExecOutput, ExecRequest, Result, Sandbox, SandboxError, push_capped,
@@ -119,39 +118,8 @@ impl DockerBackend {
 
     /// The image tag for a build context: a content hash of every file (path, mode, bytes).
     pub fn image_tag(context: &Path) -> Result<String> {
-        let mut h = Sha256::new();
-        let mut files: Vec<_> = walkdir::WalkDir::new(context)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_map(std::result::Result::ok)
-            .filter(|e| e.file_type().is_file() || e.file_type().is_symlink())
-            .map(|e| e.into_path())
-            .collect();
-        files.sort();
-        for f in files {
-            let rel = f.strip_prefix(context).unwrap_or(&f);
-            h.update(rel.to_string_lossy().as_bytes());
-            h.update([0]);
-            let meta = std::fs::symlink_metadata(&f)
-                .map_err(|e| SandboxError::io(format!("reading {}", f.display()), e))?;
-            {
-                use std::os::unix::fs::PermissionsExt;
-                h.update(meta.permissions().mode().to_le_bytes());
-            }
-            if meta.file_type().is_symlink() {
-                let t = std::fs::read_link(&f)
-                    .map_err(|e| SandboxError::io(format!("reading {}", f.display()), e))?;
-                h.update(t.to_string_lossy().as_bytes());
-            } else {
-                let bytes = std::fs::read(&f)
-                    .map_err(|e| SandboxError::io(format!("reading {}", f.display()), e))?;
-                h.update(&bytes);
-            }
-            h.update([0]);
-        }
-        let digest = h.finalize();
-        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        Ok(format!("autoagent-env:{hex}"))
+        let digest = crate::dir_digest(context)?;
+        Ok(format!("autoagent-env:{}", &digest[..16]))
     }
 
     /// Makes sure the spec's image exists and returns its name: the prebuilt `docker_image`
@@ -442,11 +410,30 @@ impl Backend for DockerBackend {
         let Ok(found) = self.docker.list_containers(Some(opts)).await else {
             return 0;
         };
-        let ids: Vec<String> = found.into_iter().filter_map(|c| c.id).collect();
-        for id in &ids {
-            self.remove(id).await;
+        let n = found.len();
+        let mut projects = HashSet::new();
+        for c in found {
+            // A compose task's `main` carries the label: its whole project (sidecars,
+            // networks, volumes) goes down with it.
+            match c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("com.docker.compose.project"))
+            {
+                Some(p) => {
+                    projects.insert(p.clone());
+                }
+                None => {
+                    if let Some(id) = &c.id {
+                        self.remove(id).await;
+                    }
+                }
+            }
         }
-        ids.len()
+        for p in projects {
+            compose::down(&p).await;
+        }
+        n
     }
 
     async fn destroy_all(&self) {

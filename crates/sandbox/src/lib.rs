@@ -183,6 +183,73 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// A sha256 (hex) of a directory's content: every file's relative path, mode and bytes (a
+/// symlink's target), in sorted order; `.git` is left out. Names task images and harness
+/// versions.
+pub fn dir_digest(dir: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::PermissionsExt;
+    let mut h = Sha256::new();
+    let mut files: Vec<_> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_entry(|e| e.file_name() != ".git")
+        .filter_map(std::result::Result::ok)
+        .filter(|e| e.file_type().is_file() || e.file_type().is_symlink())
+        .map(walkdir::DirEntry::into_path)
+        .collect();
+    files.sort();
+    for f in files {
+        let io = |e| SandboxError::io(format!("reading {}", f.display()), e);
+        let rel = f.strip_prefix(dir).unwrap_or(&f);
+        h.update(rel.to_string_lossy().as_bytes());
+        h.update([0]);
+        let meta = std::fs::symlink_metadata(&f).map_err(io)?;
+        h.update(meta.permissions().mode().to_le_bytes());
+        if meta.file_type().is_symlink() {
+            h.update(
+                std::fs::read_link(&f)
+                    .map_err(io)?
+                    .to_string_lossy()
+                    .as_bytes(),
+            );
+        } else {
+            h.update(std::fs::read(&f).map_err(io)?);
+        }
+        h.update([0]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Writes a file in a directory that a sandbox shares with the host (the trial's log dirs,
+/// bind-mounted read-write): whatever the sandbox left at `path` — a symlink to a host file,
+/// say — is removed first, and the file is created anew without following links.
+pub fn write_shared(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path)?,
+        Ok(_) => std::fs::remove_file(path)?,
+        Err(_) => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
+/// Reads a regular file from a directory that a sandbox shares with the host, refusing
+/// symlinks and special files (a link to `/proc/self/environ` must not be read into a result).
+pub fn read_shared(path: &Path) -> std::io::Result<String> {
+    let m = std::fs::symlink_metadata(path)?;
+    if !m.file_type().is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file; it is not read",
+            path.display()
+        )));
+    }
+    std::fs::read_to_string(path)
+}
+
 /// `s` quoted for `bash -c`.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()

@@ -30,9 +30,9 @@ use crate::{
 
 /// Host dirs bound read-only into a bubblewrap sandbox (when they exist and are not symlinks;
 /// symlinks such as `/bin -> usr/bin` are recreated as symlinks).
+/// `/home` and `/root` are left out: they hold people's keys and `.env` files.
 const SYSTEM_DIRS: &[&str] = &[
-    "usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "opt", "var", "srv", "root",
-    "home",
+    "usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "opt", "var", "srv",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,6 +275,14 @@ impl LocalSandbox {
                 Path::new(&self.workdir).join(p)
             });
         }
+        if Path::new(path)
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(SandboxError::Transfer(format!(
+                "local sandbox: {path}: paths with `..` are refused"
+            )));
+        }
         let path = if path.starts_with('/') {
             path.to_owned()
         } else {
@@ -292,11 +300,12 @@ impl LocalSandbox {
             .max_by_key(|(target, _)| target.len());
         if let Some((target, host)) = best {
             let rest = path[target.len()..].trim_start_matches('/');
-            return Ok(if rest.is_empty() {
+            let full = if rest.is_empty() {
                 host.clone()
             } else {
                 host.join(rest)
-            });
+            };
+            return confine(host, full, &path);
         }
         let top = path
             .trim_start_matches('/')
@@ -368,6 +377,14 @@ impl LocalSandbox {
                 cmd = Command::new("bash");
                 cmd.args(["-c", &req.command]);
                 cmd.current_dir(&cwd);
+                // Not isolated, but at least the process's secrets (API keys) stay out.
+                cmd.env_clear();
+                cmd.env(
+                    "PATH",
+                    std::env::var("PATH")
+                        .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned()),
+                );
+                cmd.env("HOME", &cwd);
             }
         }
         for (k, v) in self.env.iter().chain(req.env.iter()) {
@@ -493,6 +510,31 @@ impl Sandbox for LocalSandbox {
         let _ = std::fs::remove_dir_all(&self.root);
         Ok(())
     }
+}
+
+/// Checks that `full` stays inside `base` on the host once symlinks are resolved: the sandboxed
+/// agent can plant symlinks in its writable dirs, and host-side copies must not follow them out.
+fn confine(base: &Path, full: PathBuf, shown: &str) -> Result<PathBuf> {
+    let refuse = || {
+        SandboxError::Transfer(format!(
+            "local sandbox: {shown} resolves outside the sandbox (a symlink)"
+        ))
+    };
+    let root = base.canonicalize().map_err(|_| refuse())?;
+    let mut probe = full.clone();
+    loop {
+        if std::fs::symlink_metadata(&probe).is_ok() {
+            let real = probe.canonicalize().map_err(|_| refuse())?;
+            if !real.starts_with(&root) {
+                return Err(refuse());
+            }
+            break;
+        }
+        if !probe.pop() {
+            return Err(refuse());
+        }
+    }
+    Ok(full)
 }
 
 /// Binds host dir `host` read-only at the same path, except that a dir lying on the way to one

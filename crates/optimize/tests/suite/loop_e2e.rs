@@ -224,4 +224,13 @@ async fn a_stop_file_ends_the_run_at_an_experiment_boundary() {
     assert_eq!(r.unwrap(), StopReason::StopFile, "{}", dump(&root));
     // The baseline ran; no experiment started.
     assert_eq!(ledger(&root).rows.len(), 1);
+    // Scores only compare under the same k and tasks: another k is refused, nothing is run.
+    let mut other = ws.clone();
+    other.config.eval.attempts = 3;
+    let e = optimize(&other, &opts, &Lines::default(), CancellationToken::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("attempts per task (k) was 2, now 3"), "{e}");
+    assert_eq!(ledger(&root).rows.len(), 1);
 }

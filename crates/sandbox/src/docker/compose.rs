@@ -89,6 +89,10 @@ pub(super) async fn start(
         "volumes": spec.mounts.iter().map(|m| format!("{}:{}:rw", m.host.display(), m.target)).collect::<Vec<_>>(),
         "labels": { super::LABEL: spec.name.clone() },
     });
+    // The caller's labels (the job id) too, so a resumed job finds what a killed one left.
+    for (k, v) in &spec.labels {
+        main["labels"][k] = v.clone().into();
+    }
     if let Some(w) = &spec.workdir {
         main["working_dir"] = w.clone().into();
     }
@@ -132,10 +136,13 @@ pub(super) async fn start(
     }
     let mut ps = files.clone();
     ps.extend(["ps", "-q", "main"].map(String::from));
-    let id = compose(&ps, Duration::from_secs(30))
-        .await?
-        .trim()
-        .to_owned();
+    let id = match compose(&ps, Duration::from_secs(30)).await {
+        Ok(out) => out.trim().to_owned(),
+        Err(e) => {
+            down(&project).await;
+            return Err(e);
+        }
+    };
     if id.is_empty() {
         down(&project).await;
         return Err(SandboxError::Start(

@@ -74,6 +74,38 @@ async fn bubblewrap_gives_a_private_writable_workdir_and_log_mounts() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("read-only"), "{err}");
+    // Host-side copies never leave the sandbox: no `..`, no symlink planted by the agent.
+    let err = sb
+        .write_file("/tmp/../../etc/evil", b"x", 0o644)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("`..`"), "{err}");
+    let outside = tempfile::tempdir().unwrap();
+    let link = format!("ln -s {} /tmp/escape", outside.path().display());
+    assert_eq!(
+        sb.exec(ExecRequest::new(link)).await.unwrap().exit_code,
+        Some(0)
+    );
+    let err = sb
+        .write_file("/tmp/escape/evil.txt", b"x", 0o644)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("resolves outside the sandbox"),
+        "{err}"
+    );
+    assert!(!outside.path().join("evil.txt").exists());
+    let err = sb
+        .download(
+            "/tmp/escape",
+            &tempfile::tempdir().unwrap().path().join("d"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("resolves outside the sandbox"),
+        "{err}"
+    );
     // Timeouts kill the whole sandboxed process tree.
     let out = sb
         .exec(ExecRequest::new("sleep 30 & sleep 31").timeout(Some(Duration::from_millis(300))))
