@@ -17,6 +17,16 @@ export AUTOAGENT_REQUIRE_DOCKER=1
 # Snapshots are checked, never rewritten, in a test run.
 export INSTA_UPDATE=no
 cargo fmt --all -- --check
-# One build of the test profile serves clippy and the tests.
+# Lints on every target (a check build; the test build below reuses its dependency metadata).
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+# Unit and integration tests (doc tests: none are written; benches run apart, see README).
+log=$(mktemp)
+set +e
+cargo test --workspace --locked --lib --bins --tests 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
+exit "$status"
