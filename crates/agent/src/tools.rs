@@ -258,10 +258,9 @@ pub async fn run_builtin(
                 .get("replace_all")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
+            // Checked before the file is read: no round trip for a call that cannot succeed.
             if old.is_empty() {
-                return Err(ToolError::RespondToModel(
-                    "`old_string` must not be empty".into(),
-                ));
+                return Err(ToolError::RespondToModel(EMPTY_OLD_STRING.into()));
             }
             let out = ctx
                 .exec(format!("cat -- {}", shell_quote(&path)), quick)
@@ -279,22 +278,8 @@ pub async fn run_builtin(
                     autoagent_sandbox::DEFAULT_OUTPUT_LIMIT
                 )));
             }
-            let n = out.stdout.matches(old).count();
-            if n == 0 {
-                return Err(ToolError::RespondToModel(format!(
-                    "`old_string` was not found in {path}"
-                )));
-            }
-            if n > 1 && !all {
-                return Err(ToolError::RespondToModel(format!(
-                    "`old_string` occurs {n} times in {path}: include more context to make it unique, or set replace_all"
-                )));
-            }
-            let updated = if all {
-                out.stdout.replace(old, new)
-            } else {
-                out.stdout.replacen(old, new, 1)
-            };
+            let (updated, n) = replace_exact(&out.stdout, old, new, all, &path)
+                .map_err(ToolError::RespondToModel)?;
             // Written beside it and copied over, so the file keeps its mode and owner.
             let tmp = format!("{path}.autoagent-edit");
             ctx.sandbox
@@ -317,8 +302,7 @@ pub async fn run_builtin(
                 )));
             }
             Ok(ToolOutput::ok(format!(
-                "replaced {} occurrence(s) in {path}",
-                if all { n } else { 1 }
+                "replaced {n} occurrence(s) in {path}"
             )))
         }
         "list_dir" => {
@@ -336,6 +320,37 @@ pub async fn run_builtin(
         }
         other => Err(ToolError::RespondToModel(format!("unknown tool `{other}`"))),
     }
+}
+
+const EMPTY_OLD_STRING: &str = "`old_string` must not be empty";
+
+/// `edit_file`'s rule, shared by the task agent's and the meta-agent's tools: `old` must occur
+/// exactly once unless `all`. Returns the new text and how many occurrences were replaced, or
+/// what to tell the model.
+pub fn replace_exact(
+    text: &str,
+    old: &str,
+    new: &str,
+    all: bool,
+    path: &str,
+) -> Result<(String, usize), String> {
+    if old.is_empty() {
+        return Err(EMPTY_OLD_STRING.into());
+    }
+    let n = text.matches(old).count();
+    if n == 0 {
+        return Err(format!("`old_string` was not found in {path}"));
+    }
+    if n > 1 && !all {
+        return Err(format!(
+            "`old_string` occurs {n} times in {path}: include more context to make it unique, or set replace_all"
+        ));
+    }
+    Ok(if all {
+        (text.replace(old, new), n)
+    } else {
+        (text.replacen(old, new, 1), 1)
+    })
 }
 
 /// Runs a script tool: `INTERPRETER /tmp/autoagent-tools/SCRIPT` with the arguments as JSON on

@@ -2,15 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use autoagent_eval::job::{JobConfig, JobOutcome};
-use autoagent_eval::{JobObserver, NopAgent, OracleAgent, TrialAgent, is_infrastructure};
+use autoagent_eval::{NopAgent, OracleAgent, TrialAgent, is_infrastructure};
 use autoagent_harbor::TrialResult;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use tokio_util::sync::CancellationToken;
 
 use crate::sandbox::{SandboxKind, backend};
@@ -78,64 +77,6 @@ pub struct EvalArgs {
     pub harness: PathBuf,
 }
 
-/// Draws the progress bar from job events.
-struct Progress {
-    bar: ProgressBar,
-    running: AtomicU64,
-    errors: AtomicU64,
-    rewards: Mutex<(f64, u64)>,
-}
-
-impl Progress {
-    fn refresh(&self) {
-        let (sum, n) = self.rewards.lock().map(|r| *r).unwrap_or((0.0, 0));
-        let mean = if n == 0 {
-            "-".to_owned()
-        } else {
-            format!("{:.3}", sum / n as f64)
-        };
-        self.bar.set_message(format!(
-            "running {}  errors {}  mean {mean}",
-            self.running.load(Ordering::Relaxed),
-            self.errors.load(Ordering::Relaxed)
-        ));
-    }
-}
-
-impl JobObserver for Progress {
-    fn job_started(&self, total: usize, already_done: usize) {
-        self.bar.set_length(total as u64);
-        self.bar.set_position(already_done as u64);
-        if already_done > 0 {
-            self.bar.println(format!(
-                "resuming: {already_done} of {total} trials already done"
-            ));
-        }
-        self.refresh();
-    }
-    fn trial_started(&self, _trial: &str, _task: &str) {
-        self.running.fetch_add(1, Ordering::Relaxed);
-        self.refresh();
-    }
-    fn trial_retrying(&self, trial: &str, exception: &str, attempt: u32) {
-        self.bar.println(format!(
-            "retrying {trial} after {exception} (retry {attempt})"
-        ));
-    }
-    fn trial_finished(&self, r: &TrialResult) {
-        self.running.fetch_sub(1, Ordering::Relaxed);
-        if r.exception_info.is_some() {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Ok(mut m) = self.rewards.lock() {
-            m.0 += r.reward().unwrap_or(0.0);
-            m.1 += 1;
-        }
-        self.bar.inc(1);
-        self.refresh();
-    }
-}
-
 pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let mut model_name = None;
     let mut agent_kwargs = std::collections::BTreeMap::new();
@@ -195,17 +136,8 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     } else {
         ProgressBar::new(0)
     };
-    bar.set_style(
-        ProgressStyle::with_template("[{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len}  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
     bar.enable_steady_tick(Duration::from_millis(250));
-    let progress = Arc::new(Progress {
-        bar: bar.clone(),
-        running: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
-        rewards: Mutex::new((0.0, 0)),
-    });
+    let progress = Arc::new(crate::progress::JobProgress::new(bar.clone(), ""));
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
     tokio::spawn(async move {

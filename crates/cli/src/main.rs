@@ -9,6 +9,7 @@ mod eval;
 mod harness;
 mod models;
 mod optimize;
+mod progress;
 mod report;
 mod run;
 mod sandbox;

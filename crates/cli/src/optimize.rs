@@ -2,13 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use autoagent_eval::JobObserver;
-use autoagent_harbor::TrialResult;
 use autoagent_llm::{EnvSource, ModelConfig};
 use autoagent_optimize::config::Holdout;
 use autoagent_optimize::{OptimizeError, Options, Reporter, Workspace};
@@ -78,64 +76,7 @@ pub struct OptimizeArgs {
 /// Status lines, the evaluation bar and the meta-agent's spinner.
 struct CliReporter {
     bar: ProgressBar,
-    observer: Arc<BarObserver>,
-}
-
-struct BarObserver {
-    bar: ProgressBar,
-    running: AtomicU64,
-    errors: AtomicU64,
-    rewards: Mutex<(f64, u64)>,
-}
-
-impl BarObserver {
-    fn refresh(&self) {
-        let (sum, n) = self.rewards.lock().map(|r| *r).unwrap_or((0.0, 0));
-        let mean = if n == 0 {
-            "-".to_owned()
-        } else {
-            format!("{:.3}", sum / n as f64)
-        };
-        self.bar.set_message(format!(
-            "evaluating: running {}  errors {}  mean {mean}",
-            self.running.load(Ordering::Relaxed),
-            self.errors.load(Ordering::Relaxed)
-        ));
-    }
-}
-
-impl JobObserver for BarObserver {
-    fn job_started(&self, total: usize, done: usize) {
-        self.bar.set_style(
-            ProgressStyle::with_template(
-                "[{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len}  {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        self.bar.set_length(total as u64);
-        self.bar.set_position(done as u64);
-        if let Ok(mut r) = self.rewards.lock() {
-            *r = (0.0, 0);
-        }
-        self.errors.store(0, Ordering::Relaxed);
-        self.refresh();
-    }
-    fn trial_started(&self, _: &str, _: &str) {
-        self.running.fetch_add(1, Ordering::Relaxed);
-        self.refresh();
-    }
-    fn trial_finished(&self, r: &TrialResult) {
-        self.running.fetch_sub(1, Ordering::Relaxed);
-        if r.exception_info.is_some() {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Ok(mut m) = self.rewards.lock() {
-            m.0 += r.reward().unwrap_or(0.0);
-            m.1 += 1;
-        }
-        self.bar.inc(1);
-        self.refresh();
-    }
+    observer: Arc<crate::progress::JobProgress>,
 }
 
 impl Reporter for CliReporter {
@@ -244,12 +185,10 @@ pub async fn run(args: OptimizeArgs) -> anyhow::Result<ExitCode> {
     bar.enable_steady_tick(Duration::from_millis(200));
     let reporter = CliReporter {
         bar: bar.clone(),
-        observer: Arc::new(BarObserver {
-            bar: bar.clone(),
-            running: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            rewards: Mutex::new((0.0, 0)),
-        }),
+        observer: Arc::new(crate::progress::JobProgress::new(
+            bar.clone(),
+            "evaluating: ",
+        )),
     };
     reporter.line(&format!(
         "optimizing {} (task model {}, meta model {}); log: {}",

@@ -637,26 +637,8 @@ impl HostTool for MetaTool {
                     .unwrap_or(false);
                 let text = std::fs::read_to_string(&p)
                     .map_err(|e| ToolError::RespondToModel(format!("cannot read: {e}")))?;
-                let n = if old.is_empty() {
-                    0
-                } else {
-                    text.matches(old).count()
-                };
-                if n == 0 {
-                    return Err(ToolError::RespondToModel(format!(
-                        "`old_string` not found in {rel}"
-                    )));
-                }
-                if n > 1 && !all {
-                    return Err(ToolError::RespondToModel(format!(
-                        "`old_string` occurs {n} times in {rel}; add context or set replace_all"
-                    )));
-                }
-                let updated = if all {
-                    text.replace(old, new)
-                } else {
-                    text.replacen(old, new, 1)
-                };
+                let (updated, _) = autoagent_agent::tools::replace_exact(&text, old, new, all, rel)
+                    .map_err(ToolError::RespondToModel)?;
                 std::fs::write(&p, updated)
                     .map_err(|e| ToolError::RespondToModel(format!("cannot write: {e}")))?;
                 Ok(ToolOutput::ok(format!("edited {rel}")))
