@@ -297,7 +297,7 @@ impl Harness {
                 return Err(fail(vec![Problem {
                     file: "harness.toml".into(),
                     field: field.filter(|f| f != "."),
-                    message: message.trim().to_owned(),
+                    message: autoagent_harbor::task::one_line(&message),
                 }]));
             }
         };
@@ -596,7 +596,7 @@ fn load_tool(
             problems.push(Problem {
                 file: file.to_owned(),
                 field: field.filter(|f| f != "."),
-                message: message.trim().to_owned(),
+                message: autoagent_harbor::task::one_line(&message),
             });
             return None;
         }

@@ -188,7 +188,7 @@ pub fn parse_task_toml(text: &str) -> Result<TaskConfig, (Option<String>, String
 
 /// toml's messages span several lines with a source excerpt; keep them on one line for tables
 /// and summaries while still showing the line/column.
-fn one_line(s: &str) -> String {
+pub fn one_line(s: &str) -> String {
     s.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '|' || c == '^' || c == ' '))

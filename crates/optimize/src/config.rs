@@ -138,12 +138,12 @@ impl WorkspaceConfig {
         };
         let de = toml::Deserializer::parse(&text).map_err(|e| ConfigError::Invalid {
             path: p.clone(),
-            message: e.to_string().trim().to_owned(),
+            message: autoagent_harbor::task::one_line(&e.to_string()),
         })?;
         let cfg: Self = serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Field {
             path: p.clone(),
             field: e.path().to_string(),
-            message: e.into_inner().to_string().trim().to_owned(),
+            message: autoagent_harbor::task::one_line(&e.into_inner().to_string()),
         })?;
         cfg.check().map_err(|(field, message)| ConfigError::Field {
             path: p,
