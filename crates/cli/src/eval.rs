@@ -26,20 +26,16 @@ pub enum AgentKind {
 
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
-    /// A task dir or a dataset dir (a dir of task dirs).
-    #[arg(
-        short = 'p',
-        long = "path",
-        visible_alias = "tasks",
-        default_value = "tasks"
-    )]
-    pub path: PathBuf,
+    /// A task dir or a dataset dir (a dir of task dirs). Default: `[eval].tasks` of
+    /// ./autoagent.toml, else `tasks`.
+    #[arg(short = 'p', long = "path", visible_alias = "tasks")]
+    pub path: Option<PathBuf>,
     /// The agent to run.
     #[arg(short = 'a', long = "agent", value_enum, default_value = "oracle")]
     pub agent: AgentKind,
-    /// Trials run at once.
-    #[arg(short = 'n', long = "n-concurrent", default_value_t = 4)]
-    pub n_concurrent: usize,
+    /// Trials run at once. Default: `[eval].concurrency` of ./autoagent.toml, else 4.
+    #[arg(short = 'n', long = "n-concurrent")]
+    pub n_concurrent: Option<usize>,
     /// Trials per task.
     #[arg(short = 'k', long = "n-attempts", default_value_t = 1)]
     pub n_attempts: u32,
@@ -109,7 +105,17 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             args.timeout_multiplier
         );
     }
-    let backend = backend(args.sandbox).await?;
+    // Inside a workspace, its settings are the defaults (k stays Harbor's 1 unless given).
+    let ws = autoagent_optimize::WorkspaceConfig::load(std::path::Path::new("autoagent.toml"))?;
+    let path = args
+        .path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&ws.eval.tasks));
+    let n_concurrent = args.n_concurrent.unwrap_or(ws.eval.concurrency);
+    let sandbox = args
+        .sandbox
+        .or(SandboxKind::from_config(ws.eval.sandbox.as_deref()));
+    let backend = backend(sandbox).await?;
     let config = JobConfig {
         job_name: args.job_name.clone().unwrap_or_else(|| {
             chrono::Local::now()
@@ -117,7 +123,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
                 .to_string()
         }),
         jobs_dir: args.jobs_dir.clone(),
-        path: std::path::absolute(&args.path).unwrap_or(args.path.clone()),
+        path: std::path::absolute(&path).unwrap_or(path.clone()),
         agent: agent.name().to_owned(),
         model: model_name,
         agent_kwargs,
@@ -129,7 +135,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         force_build: args.force_build,
         timeout_multiplier: args.timeout_multiplier,
         disable_verification: false,
-        n_concurrent: args.n_concurrent.max(1),
+        n_concurrent: n_concurrent.max(1),
     };
     let bar = if args.json {
         ProgressBar::hidden()

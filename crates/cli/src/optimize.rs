@@ -169,11 +169,9 @@ pub async fn run(args: OptimizeArgs) -> anyhow::Result<ExitCode> {
         prices,
         ..ModelConfig::default()
     };
-    let sandbox = args.sandbox.or(match ws.config.eval.sandbox.as_deref() {
-        Some("docker") => Some(SandboxKind::Docker),
-        Some("local") => Some(SandboxKind::Local),
-        _ => None,
-    });
+    let sandbox = args
+        .sandbox
+        .or(SandboxKind::from_config(ws.config.eval.sandbox.as_deref()));
     let backend = backend(sandbox).await?;
     let opts = Options {
         task_model,

@@ -13,6 +13,17 @@ pub enum SandboxKind {
     Local,
 }
 
+impl SandboxKind {
+    /// `[eval].sandbox` of autoagent.toml (already checked to be one of the two).
+    pub fn from_config(s: Option<&str>) -> Option<Self> {
+        match s {
+            Some("docker") => Some(Self::Docker),
+            Some("local") => Some(Self::Local),
+            _ => None,
+        }
+    }
+}
+
 /// Connects the chosen backend; with no choice, Docker when a daemon answers, else local.
 pub async fn backend(kind: Option<SandboxKind>) -> anyhow::Result<Arc<dyn Backend>> {
     match kind {
