@@ -64,8 +64,6 @@ pub struct MetaContext {
     pub experiment: u32,
     pub spot_attempts: u32,
     pub spot_checks: Mutex<u32>,
-    /// Task-model spend of spot checks in this session.
-    pub spot_cost: Mutex<Option<f64>>,
     pub proposal: Mutex<Option<Proposal>>,
     pub cancel: CancellationToken,
 }
@@ -719,12 +717,6 @@ impl HostTool for MetaTool {
                     )
                     .await
                     .map_err(|e| ToolError::RespondToModel(format!("spot check failed: {e}")))?;
-                if let Ok(mut c) = ctx.spot_cost.lock() {
-                    *c = match (*c, s.cost_usd) {
-                        (Some(a), Some(b)) => Some(a + b),
-                        _ => None,
-                    };
-                }
                 let mut out = format!(
                     "spot check {job}: {}/{} trials passed\n",
                     s.passed, s.trials

@@ -78,8 +78,6 @@ struct State {
     rationale: String,
     /// Meta-agent spend of this experiment so far (sessions killed midway included).
     meta_cost_usd: Option<f64>,
-    /// Task-model spend of spot checks so far.
-    spot_cost_usd: Option<f64>,
     started_unix: u64,
 }
 
@@ -423,6 +421,34 @@ async fn baseline(ctx: &Ctx<'_>, ledger: &mut Ledger) -> Result<(), OptimizeErro
     Ok(())
 }
 
+/// The task-model spend of experiment `n`'s spot checks, read from their job folders: it is on
+/// disk as soon as a trial ends, so a kill loses none of it. `None` when a price is unknown.
+fn spot_cost(jobs_dir: &std::path::Path, n: u32) -> Option<f64> {
+    let prefix = format!("exp-{n:04}-spot-");
+    let mut total = Some(0.0);
+    for job in std::fs::read_dir(jobs_dir).into_iter().flatten().flatten() {
+        if !job.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        for trial in std::fs::read_dir(job.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let Some(r) = std::fs::read_to_string(trial.path().join("result.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<autoagent_harbor::TrialResult>(&t).ok())
+            else {
+                continue;
+            };
+            if let Some(a) = r.agent_result {
+                total = add_cost(total, a.cost_usd);
+            }
+        }
+    }
+    total
+}
+
 /// Keeps the meta-agent's spend in the state file as it goes, so a kill loses none of it.
 struct MetaRecorder<'a> {
     ctx: &'a Ctx<'a>,
@@ -483,7 +509,6 @@ async fn meta_session(
             experiment: n,
             spot_attempts: ws.config.optimize.spot_check_attempts,
             spot_checks: Mutex::new(0),
-            spot_cost: Mutex::new(Some(0.0)),
             proposal: Mutex::new(None),
             cancel: ctx.cancel.clone(),
         });
@@ -544,10 +569,6 @@ async fn meta_session(
             .lock()
             .map(|s| s.clone())
             .unwrap_or_else(|_| state.clone());
-        state.spot_cost_usd = add_cost(
-            state.spot_cost_usd,
-            mctx.spot_cost.lock().ok().and_then(|c| *c),
-        );
         ctx.save_state(state);
         let proposal = mctx.proposal.lock().ok().and_then(|p| p.clone());
         return Ok(match result {
@@ -629,7 +650,6 @@ async fn experiment(ctx: &Ctx<'_>, ledger: &mut Ledger) -> Result<(), OptimizeEr
         phase: "meta".into(),
         started_unix: now_unix(),
         meta_cost_usd: Some(0.0),
-        spot_cost_usd: Some(0.0),
         ..State::default()
     });
     let elapsed_before = now_unix().saturating_sub(state.started_unix) as f64;
@@ -640,13 +660,13 @@ async fn experiment(ctx: &Ctx<'_>, ledger: &mut Ledger) -> Result<(), OptimizeEr
         passed: 0,
         trials: 0,
         task_scores: Vec::new(),
-        cost_usd: add_cost(state.meta_cost_usd, state.spot_cost_usd),
+        cost_usd: add_cost(state.meta_cost_usd, spot_cost(&ctx.ws.jobs_dir(), n)),
         status: Status::Crash,
         description,
         holdout_score: None,
         harness_size: 0,
         meta_cost_usd: state.meta_cost_usd,
-        task_cost_usd: state.spot_cost_usd,
+        task_cost_usd: spot_cost(&ctx.ws.jobs_dir(), n),
         duration_s: elapsed_before + t0.elapsed().as_secs_f64(),
         job_dir: format!("jobs/{job}"),
     };
@@ -756,7 +776,7 @@ async fn experiment(ctx: &Ctx<'_>, ledger: &mut Ledger) -> Result<(), OptimizeEr
     let keep = eval.passed > incumbent.passed
         || (eval.passed == incumbent.passed && size < incumbent.harness_size);
     let mut holdout_score = None;
-    let mut task_cost = add_cost(eval.cost_usd, state.spot_cost_usd);
+    let mut task_cost = add_cost(eval.cost_usd, spot_cost(&ctx.ws.jobs_dir(), n));
     if keep && !ctx.holdout.is_empty() {
         let h = ctx
             .evaluate(&format!("{job}-holdout"), &commit, &ctx.holdout)

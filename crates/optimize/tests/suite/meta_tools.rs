@@ -106,7 +106,6 @@ fn fixture() -> Fixture {
         experiment: 1,
         spot_attempts: 1,
         spot_checks: Mutex::new(0),
-        spot_cost: Mutex::new(Some(0.0)),
         proposal: Mutex::new(None),
         cancel: CancellationToken::new(),
     });
