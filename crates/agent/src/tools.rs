@@ -208,31 +208,22 @@ pub async fn run_builtin(
         }
         "read_file" => {
             let path = ctx.resolve(str_arg(args, "path")?);
-            let out = ctx
-                .exec(format!("cat -- {}", shell_quote(&path)), quick)
-                .await?;
-            if out.exit_code != Some(0) {
-                return Err(ToolError::RespondToModel(format!(
-                    "cannot read {path}: {}",
-                    out.stderr.trim()
-                )));
-            }
-            if out.truncated {
-                // Cut output would look like the whole file: say it, so the model reads parts.
-                return Err(ToolError::RespondToModel(format!(
-                    "{path} is larger than read_file can return ({} bytes read); read parts of it with bash (head, tail, sed -n, grep)",
-                    out.stdout.len()
-                )));
-            }
+            // Cut output would look like the whole file: say so, so the model reads parts.
+            let text = read_whole(
+                ctx,
+                &path,
+                "read_file",
+                "read parts of it with bash (head, tail, sed -n, grep)",
+            )
+            .await?;
             let start = args.get("start_line").and_then(Value::as_u64);
             let end = args.get("end_line").and_then(Value::as_u64);
             if start.is_none() && end.is_none() {
-                return Ok(ToolOutput::ok(out.stdout));
+                return Ok(ToolOutput::ok(text));
             }
             let from = start.unwrap_or(1).max(1) as usize;
             let to = end.map(|e| e as usize).unwrap_or(usize::MAX);
-            let lines: Vec<&str> = out
-                .stdout
+            let lines: Vec<&str> = text
                 .lines()
                 .skip(from - 1)
                 .take(to.saturating_sub(from - 1))
@@ -262,24 +253,11 @@ pub async fn run_builtin(
             if old.is_empty() {
                 return Err(ToolError::RespondToModel(EMPTY_OLD_STRING.into()));
             }
-            let out = ctx
-                .exec(format!("cat -- {}", shell_quote(&path)), quick)
-                .await?;
-            if out.exit_code != Some(0) {
-                return Err(ToolError::RespondToModel(format!(
-                    "cannot read {path}: {}",
-                    out.stderr.trim()
-                )));
-            }
             // A cut read would be written back cut: refuse rather than lose the rest.
-            if out.truncated {
-                return Err(ToolError::RespondToModel(format!(
-                    "{path} is larger than edit_file can read ({} bytes); edit it with bash (sed, python…)",
-                    autoagent_sandbox::DEFAULT_OUTPUT_LIMIT
-                )));
-            }
-            let (updated, n) = replace_exact(&out.stdout, old, new, all, &path)
-                .map_err(ToolError::RespondToModel)?;
+            let text =
+                read_whole(ctx, &path, "edit_file", "edit it with bash (sed, python…)").await?;
+            let (updated, n) =
+                replace_exact(&text, old, new, all, &path).map_err(ToolError::RespondToModel)?;
             // Written beside it and copied over, so the file keeps its mode and owner.
             let tmp = format!("{path}.autoagent-edit");
             ctx.sandbox
@@ -320,6 +298,35 @@ pub async fn run_builtin(
         }
         other => Err(ToolError::RespondToModel(format!("unknown tool `{other}`"))),
     }
+}
+
+/// A whole text file from the sandbox, or what to tell the model: it is missing, or too large to
+/// return whole (then `instead` says what to do).
+async fn read_whole(
+    ctx: &ToolContext<'_>,
+    path: &str,
+    tool: &str,
+    instead: &str,
+) -> Result<String, ToolError> {
+    let out = ctx
+        .exec(
+            format!("cat -- {}", shell_quote(path)),
+            Duration::from_secs(60),
+        )
+        .await?;
+    if out.exit_code != Some(0) {
+        return Err(ToolError::RespondToModel(format!(
+            "cannot read {path}: {}",
+            out.stderr.trim()
+        )));
+    }
+    if out.truncated {
+        return Err(ToolError::RespondToModel(format!(
+            "{path} is larger than {tool} can read ({} bytes); {instead}",
+            autoagent_sandbox::DEFAULT_OUTPUT_LIMIT
+        )));
+    }
+    Ok(out.stdout)
 }
 
 const EMPTY_OLD_STRING: &str = "`old_string` must not be empty";
