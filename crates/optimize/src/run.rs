@@ -421,6 +421,19 @@ async fn baseline(ctx: &Ctx<'_>, ledger: &mut Ledger) -> Result<(), OptimizeErro
     Ok(())
 }
 
+/// Whether a holdout score fell by more than noise: more than two standard errors of the
+/// difference of two scores measured on `n` trials each (a smoothed estimate of the earlier
+/// score keeps the error above zero at 0 and 1).
+pub fn holdout_fell(before: f64, now: f64, n: u32) -> bool {
+    if n == 0 {
+        return false;
+    }
+    let n = f64::from(n);
+    let p = (before * n + 0.5) / (n + 1.0);
+    let se_diff = (2.0 * p * (1.0 - p) / n).sqrt();
+    before - now > 2.0 * se_diff
+}
+
 /// The task-model spend of experiment `n`'s spot checks, read from their job folders: it is on
 /// disk as soon as a trial ends, so a kill loses none of it. `None` when a price is unknown.
 fn spot_cost(jobs_dir: &std::path::Path, n: u32) -> Option<f64> {
@@ -773,7 +786,7 @@ async fn experiment(ctx: &Ctx<'_>, ledger: &mut Ledger) -> Result<(), OptimizeEr
     let size = ctx.size();
     let eval = ctx.evaluate(&job, &commit, &ctx.train).await?;
     // The original's rule, on the incumbent's stored total.
-    let keep = eval.passed > incumbent.passed
+    let mut keep = eval.passed > incumbent.passed
         || (eval.passed == incumbent.passed && size < incumbent.harness_size);
     let mut holdout_score = None;
     let mut task_cost = add_cost(eval.cost_usd, spot_cost(&ctx.ws.jobs_dir(), n));
@@ -783,6 +796,16 @@ async fn experiment(ctx: &Ctx<'_>, ledger: &mut Ledger) -> Result<(), OptimizeEr
             .await?;
         holdout_score = Some(h.avg_score);
         task_cost = add_cost(task_cost, h.cost_usd);
+        // A train gain that costs the unseen tasks more than noise is overfitting.
+        if let Some(before) = incumbent.holdout_score
+            && holdout_fell(before, h.avg_score, h.trials)
+        {
+            keep = false;
+            state.description = format!(
+                "{} [holdout fell from {before:.3} to {:.3}, beyond noise]",
+                state.description, h.avg_score
+            );
+        }
     }
     let short = git.short(&commit).await?;
     let status = if keep { Status::Keep } else { Status::Discard };
@@ -831,5 +854,24 @@ async fn keep_readable(ctx: &Ctx<'_>, n: u32, message: &str) -> Result<String, O
             Ok(git.short(&c).await?)
         }
         None => Ok(String::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holdout_fell;
+
+    #[test]
+    fn holdout_noise() {
+        // 30 trials: 0.9 → 0.8 is within noise, 0.9 → 0.6 is not.
+        assert!(!holdout_fell(0.9, 0.8, 30));
+        assert!(holdout_fell(0.9, 0.6, 30));
+        // A rise or no change never counts.
+        assert!(!holdout_fell(0.5, 0.7, 30));
+        assert!(!holdout_fell(1.0, 1.0, 6));
+        // Few trials: one failure of six is noise, everything failing is not.
+        assert!(!holdout_fell(1.0, 5.0 / 6.0, 6));
+        assert!(holdout_fell(1.0, 0.0, 6));
+        assert!(!holdout_fell(1.0, 0.0, 0));
     }
 }
