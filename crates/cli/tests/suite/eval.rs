@@ -238,3 +238,76 @@ fn killed_job_resumes_only_unfinished_trials() {
         "containers left behind"
     );
 }
+
+#[test]
+fn ctrl_c_removes_running_containers() {
+    if !docker_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tasks = dir.path().join("tasks");
+    slow_dataset(&tasks);
+    let job = dir.path().join("jobs/cc");
+    let child = std::process::Command::new(bin())
+        .args([
+            "eval",
+            "-p",
+            tasks.to_str().unwrap(),
+            "-n",
+            "2",
+            "-o",
+            "jobs",
+            "--job-name",
+            "cc",
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    // Wait until trials are running (their containers exist), then interrupt.
+    let running = || {
+        std::fs::read_dir(&job)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("trial.log").is_file())
+            .count()
+    };
+    while running() < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no trial started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("resume with --job-name cc"), "{stderr}");
+    let job_id = serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(job.join("result.json")).unwrap(),
+    )
+    .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ps = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=autoagent.job={job_id}"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&ps.stdout).trim(),
+        "",
+        "containers left after Ctrl-C"
+    );
+}
