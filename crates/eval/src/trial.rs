@@ -1,7 +1,6 @@
 //! One trial, exactly as Harbor's `Trial.run` (spec §5): environment → agent → artifacts →
 //! verifier → teardown, each phase timed, every failure mapped to Harbor's exception type.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -664,9 +663,10 @@ async fn collect_artifacts(sb: &dyn Sandbox, task: &Task, trial_dir: &Path, log:
             "exclude": exclude,
         }));
     }
-    let mut s = String::new();
-    let _ = write!(s, "{}", serde_json::Value::Array(manifest));
-    let _ = std::fs::write(trial_dir.join("artifacts/manifest.json"), s);
+    let _ = std::fs::write(
+        trial_dir.join("artifacts/manifest.json"),
+        serde_json::Value::Array(manifest).to_string(),
+    );
 }
 
 #[cfg(test)]
