@@ -2,4 +2,5 @@ mod eval;
 mod optimize;
 mod run;
 mod secrets;
+mod settings;
 mod support;
