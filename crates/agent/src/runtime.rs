@@ -8,6 +8,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use autoagent_harbor::atif::{
+    AgentInfo, FinalMetrics, Metrics, Observation, ObservationResult, Source, Step, SubagentRef,
+    ToolCall, Trajectory,
+};
 use autoagent_llm::{
     ContentBlock, LlmError, Message, Model, ModelRequest, ReasoningEffort, Role, StopReason,
     ToolResult, ToolSpec, Usage,
@@ -17,10 +21,6 @@ use serde_json::{Map, Value, json};
 
 use crate::harness::Harness;
 use crate::tools::{self, HostTool, TOOLS_DIR, ToolContext, ToolError};
-use crate::trajectory::{
-    AgentInfo, FinalMetrics, Metrics, Observation, ObservationResult, Source, Step, SubagentRef,
-    ToolCall, Trajectory,
-};
 
 pub const AGENT_NAME: &str = "autoagent";
 
@@ -60,10 +60,10 @@ pub struct Totals {
 
 impl Totals {
     fn add(&mut self, usage: &Usage, cost: Option<f64>) {
-        self.cost_usd = match (self.calls, self.cost_usd, cost) {
-            (0, _, c) => c,
-            (_, Some(a), Some(b)) => Some(a + b),
-            _ => None,
+        self.cost_usd = if self.calls == 0 {
+            cost
+        } else {
+            autoagent_harbor::cost::add(self.cost_usd, cost)
         };
         self.usage.add(usage);
         self.calls += 1;
@@ -595,15 +595,7 @@ impl Run<'_> {
 /// characters (the summary needs what happened, not every byte).
 fn transcript(messages: &[Message]) -> String {
     const MAX: usize = 3000;
-    let cut = |s: &str| {
-        if s.chars().count() <= MAX {
-            s.to_owned()
-        } else {
-            let head: String = s.chars().take(MAX / 2).collect();
-            let tail: String = s.chars().skip(s.chars().count() - MAX / 2).collect();
-            format!("{head}\n[...]\n{tail}")
-        }
-    };
+    let cut = |s: &str| autoagent_harbor::text::cut_middle(s, MAX, "[...]").into_owned();
     let mut out = String::from("<conversation so far>\n");
     for m in messages {
         let who = match m.role {
@@ -671,22 +663,21 @@ fn finalize_steps(t: &mut Trajectory) {
         total_steps: Some(t.steps.len() as u64),
         ..FinalMetrics::default()
     };
-    let (mut p, mut c, mut k, mut cost, mut known) = (0, 0, 0, 0.0, true);
-    for s in &t.steps {
-        if let Some(m) = &s.metrics {
-            p += m.prompt_tokens.unwrap_or(0);
-            c += m.completion_tokens.unwrap_or(0);
-            k += m.cached_tokens.unwrap_or(0);
-            match m.cost_usd {
-                Some(x) => cost += x,
-                None => known = false,
-            }
-        }
+    let (mut p, mut c, mut k) = (0, 0, 0);
+    for m in t.steps.iter().filter_map(|s| s.metrics.as_ref()) {
+        p += m.prompt_tokens.unwrap_or(0);
+        c += m.completion_tokens.unwrap_or(0);
+        k += m.cached_tokens.unwrap_or(0);
     }
     fm.total_prompt_tokens = Some(p);
     fm.total_completion_tokens = Some(c);
     fm.total_cached_tokens = Some(k);
-    fm.total_cost_usd = known.then_some(cost);
+    fm.total_cost_usd = autoagent_harbor::cost::sum(
+        t.steps
+            .iter()
+            .filter_map(|s| s.metrics.as_ref())
+            .map(|m| m.cost_usd),
+    );
     t.final_metrics = Some(fm);
 }
 

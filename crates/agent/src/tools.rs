@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use autoagent_harbor::text::{HeadTail, head_tail};
 use autoagent_llm::ToolSpec;
 use autoagent_sandbox::{ExecOutput, ExecRequest, Sandbox, SandboxError, shell_quote};
 use serde_json::{Value, json};
@@ -405,17 +406,18 @@ pub async fn spill(
     path: &str,
     sandbox: &dyn Sandbox,
 ) -> Result<String, ToolError> {
-    let chars = content.chars().count();
-    if chars <= limit {
+    let Some(HeadTail {
+        head,
+        tail,
+        omitted,
+        total,
+    }) = head_tail(&content, limit)
+    else {
         return Ok(content);
-    }
+    };
     sandbox.write_file(path, content.as_bytes(), 0o644).await?;
-    let half = limit / 2;
-    let head: String = content.chars().take(half).collect();
-    let tail: String = content.chars().skip(chars - half).collect();
     Ok(format!(
-        "{head}\n[... {} characters omitted; the full output ({chars} characters) is in {path}: read parts of it with tools such as head, tail, grep or sed ...]\n{tail}",
-        chars - 2 * half
+        "{head}\n[... {omitted} characters omitted; the full output ({total} characters) is in {path}: read parts of it with tools such as head, tail, grep or sed ...]\n{tail}"
     ))
 }
 

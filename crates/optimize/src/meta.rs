@@ -8,10 +8,11 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use autoagent_agent::Harness;
 use autoagent_agent::harness::{AgentSection, HarnessToml};
 use autoagent_agent::tools::{HostTool, ToolError, ToolOutput};
-use autoagent_agent::{Harness, Trajectory};
-use autoagent_harbor::{Task, TrialResult};
+use autoagent_harbor::atif::Source;
+use autoagent_harbor::{JobDir, Task, Trajectory, TrialDir, TrialResult};
 use autoagent_llm::ToolSpec;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -101,15 +102,8 @@ impl MetaContext {
     }
 
     fn trials_of(&self, job: &Path) -> Vec<TrialResult> {
-        let mut out: Vec<TrialResult> = std::fs::read_dir(job)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| std::fs::read_to_string(e.path().join("result.json")).ok())
-            .filter_map(|t| serde_json::from_str::<TrialResult>(&t).ok())
-            .filter(|t| self.train.contains_key(&t.task_name))
-            .collect();
-        out.sort_by(|a, b| (&a.task_name, &a.trial_name).cmp(&(&b.task_name, &b.trial_name)));
+        let mut out = JobDir::new(job).trial_results();
+        out.retain(|t| self.train.contains_key(&t.task_name));
         out
     }
 
@@ -123,8 +117,7 @@ impl MetaContext {
         // A holdout trial gets the same answer as a trial that does not exist.
         for job in self.train_jobs() {
             let d = job.join(trial);
-            if let Ok(t) = std::fs::read_to_string(d.join("result.json"))
-                && let Ok(r) = serde_json::from_str::<TrialResult>(&t)
+            if let Ok(r) = TrialDir::new(&d).read_result()
                 && self.train.contains_key(&r.task_name)
             {
                 return Ok(d);
@@ -187,13 +180,8 @@ impl MetaContext {
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    let head: String = s.chars().take(max / 2).collect();
-    let tail: String = s.chars().skip(s.chars().count() - max / 2).collect();
-    format!("{head}\n[... truncated ...]\n{tail}")
+fn truncate(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    autoagent_harbor::text::cut_middle(s, max, "[... truncated ...]")
 }
 
 fn tail_lines(s: &str, n: usize) -> String {
@@ -216,9 +204,9 @@ pub fn render_steps(t: &Trajectory, from: u64, to: u64, max_chars: usize) -> Str
         .filter(|s| s.step_id >= from && s.step_id <= to)
     {
         let src = match step.source {
-            autoagent_agent::trajectory::Source::System => "system",
-            autoagent_agent::trajectory::Source::User => "user",
-            autoagent_agent::trajectory::Source::Agent => "agent",
+            Source::System => "system",
+            Source::User => "user",
+            Source::Agent => "agent",
         };
         let _ = writeln!(s, "--- step {} ({src})", step.step_id);
         if !step.message.is_empty() {
@@ -250,12 +238,14 @@ pub fn render_steps(t: &Trajectory, from: u64, to: u64, max_chars: usize) -> Str
 }
 
 fn read_trajectory_file(dir: &Path) -> Result<Trajectory, ToolError> {
-    let p = dir.join("agent/trajectory.json");
-    let text = autoagent_sandbox::read_shared(&p).map_err(|_| {
-        ToolError::RespondToModel("this trial has no trajectory (the agent did not start)".into())
-    })?;
-    serde_json::from_str(&text)
-        .map_err(|e| ToolError::RespondToModel(format!("unreadable trajectory: {e}")))
+    TrialDir::new(dir).read_trajectory().map_err(|e| match e {
+        autoagent_harbor::fs::ReadError::Io { .. } => ToolError::RespondToModel(
+            "this trial has no trajectory (the agent did not start)".into(),
+        ),
+        autoagent_harbor::fs::ReadError::Json { source, .. } => {
+            ToolError::RespondToModel(format!("unreadable trajectory: {}", source.inner()))
+        }
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -568,11 +558,11 @@ impl HostTool for MetaTool {
             }
             Kind::ReadVerifierOutput => {
                 let dir = ctx.trial_dir(arg_str(args, "trial")?)?;
-                let out = autoagent_sandbox::read_shared(&dir.join("verifier/test-stdout.txt"))
+                let trial = TrialDir::new(&dir);
+                let out = trial
+                    .read_test_stdout()
                     .unwrap_or_else(|_| "(no verifier output)".into());
-                let r: Option<TrialResult> = std::fs::read_to_string(dir.join("result.json"))
-                    .ok()
-                    .and_then(|t| serde_json::from_str(&t).ok());
+                let r: Option<TrialResult> = trial.read_result().ok();
                 let rewards = r
                     .as_ref()
                     .and_then(|r| r.rewards())
@@ -862,8 +852,7 @@ pub fn first_message(ctx: &MetaContext, incumbent_job: Option<&Path>) -> String 
             let n = traj.steps.len() as u64;
             s.push_str(&render_steps(&traj, n.saturating_sub(2), n, 800));
         }
-        let out = autoagent_sandbox::read_shared(&dir.join("verifier/test-stdout.txt"))
-            .unwrap_or_default();
+        let out = TrialDir::new(&dir).read_test_stdout().unwrap_or_default();
         if !out.is_empty() {
             let _ = write!(s, "verifier output (tail):\n{}\n", tail_lines(&out, 15));
         }

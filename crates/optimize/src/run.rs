@@ -9,9 +9,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use autoagent_agent::{EndReason, Harness, Run, RunError, RunObserver, Totals, Trajectory};
+use autoagent_agent::{EndReason, Harness, Run, RunError, RunObserver, Totals};
 use autoagent_eval::job::JobObserver;
-use autoagent_harbor::{Dataset, Task};
+use autoagent_harbor::cost::add as add_cost;
+use autoagent_harbor::{Dataset, Task, Trajectory};
 use autoagent_llm::{EnvSource, ErrorKind, ModelConfig, build_model};
 use autoagent_sandbox::local::{Isolation, LocalBackend};
 use autoagent_sandbox::{Backend, EnvironmentSpec};
@@ -79,13 +80,6 @@ struct State {
     /// Meta-agent spend of this experiment so far (sessions killed midway included).
     meta_cost_usd: Option<f64>,
     started_unix: u64,
-}
-
-fn add_cost(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x + y),
-        _ => None,
-    }
 }
 
 struct Log(Mutex<Option<std::fs::File>>);
@@ -443,17 +437,7 @@ fn spot_cost(jobs_dir: &std::path::Path, n: u32) -> Option<f64> {
         if !job.file_name().to_string_lossy().starts_with(&prefix) {
             continue;
         }
-        for trial in std::fs::read_dir(job.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let Some(r) = std::fs::read_to_string(trial.path().join("result.json"))
-                .ok()
-                .and_then(|t| serde_json::from_str::<autoagent_harbor::TrialResult>(&t).ok())
-            else {
-                continue;
-            };
+        for r in autoagent_harbor::JobDir::new(job.path()).trial_results() {
             if let Some(a) = r.agent_result {
                 total = add_cost(total, a.cost_usd);
             }

@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use autoagent_agent::{Harness, Run, RunObserver, RunOutcome, Totals, Trajectory};
+use autoagent_agent::{Harness, Run, RunObserver, RunOutcome, Totals};
+use autoagent_harbor::Trajectory;
 use autoagent_llm::{
     ContentBlock, LlmError, Model, ModelRequest, ModelResponse, ProviderKind, Role, ScriptedModel,
     ToolCall,
