@@ -222,7 +222,7 @@ async fn one_run(
         harness,
         model: model.clone(),
         models: Default::default(),
-        sandbox: &MemSandbox,
+        sandbox: Some(&MemSandbox),
         observer: &clock,
     };
     let started = Instant::now();

@@ -108,7 +108,9 @@ pub struct Run<'a> {
     pub model: Arc<dyn Model>,
     /// Models by sub-agent name, for sub-agents with their own `model`.
     pub models: BTreeMap<String, Arc<dyn Model>>,
-    pub sandbox: &'a dyn Sandbox,
+    /// Where the harness's tools run. `None` for a host-only session (the meta-agent's): then
+    /// the agents may use only host tools, `finish` and sub-agents.
+    pub sandbox: Option<&'a dyn Sandbox>,
     pub observer: &'a dyn RunObserver,
 }
 
@@ -144,14 +146,28 @@ impl Run<'_> {
         host: &[Arc<dyn HostTool>],
     ) -> Result<RunOutcome, RunError> {
         let h = self.harness;
-        if !h.script_tools.is_empty() {
-            self.sandbox.upload(&h.dir.join("tools"), TOOLS_DIR).await?;
-        }
-        let workdir = match self.sandbox.workdir() {
-            Some(w) => w.to_owned(),
+        let workdir = match self.sandbox {
+            Some(sandbox) => {
+                if !h.script_tools.is_empty() {
+                    sandbox.upload(&h.dir.join("tools"), TOOLS_DIR).await?;
+                }
+                match sandbox.workdir() {
+                    Some(w) => w.to_owned(),
+                    None => {
+                        let out = sandbox.exec(ExecRequest::new("pwd")).await?;
+                        out.stdout.trim().to_owned()
+                    }
+                }
+            }
             None => {
-                let out = self.sandbox.exec(ExecRequest::new("pwd")).await?;
-                out.stdout.trim().to_owned()
+                let needs: Vec<&str> = sandbox_tools(h);
+                if !needs.is_empty() {
+                    return Err(RunError::Sandbox(SandboxError::Unsupported(format!(
+                        "the harness uses tools that run in a sandbox ({}), and this run has none",
+                        needs.join(", ")
+                    ))));
+                }
+                String::new()
             }
         };
         let mut tools = self.tool_specs(&h.config.agent.tools);
@@ -433,15 +449,10 @@ impl Run<'_> {
                 finished = Some(a.clone());
             }
             out
-        } else if call.name == "finish" {
-            let a = call
-                .arguments
-                .get("answer")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            finished = Some(a);
-            Ok(tools::ToolOutput::ok("Finished."))
+        } else if call.name == tools::finish::NAME {
+            let out = tools::finish::answer(&call.arguments);
+            finished.clone_from(&out.finish);
+            Ok(out)
         } else if let Some(sub) = h.subagent(&call.name) {
             match call.arguments.get("task").and_then(Value::as_str) {
                 None => Err(ToolError::RespondToModel(
@@ -475,20 +486,22 @@ impl Run<'_> {
                     Ok(tools::ToolOutput::ok(content))
                 }
             }
-        } else if let Some(t) = h.script_tools.get(&call.name) {
+        } else if let Some(sandbox) = self.sandbox {
             let ctx = ToolContext {
-                sandbox: self.sandbox,
+                sandbox,
                 workdir,
                 harness: h,
             };
-            tools::run_script(t, &call.arguments, &ctx).await
+            match h.script_tools.get(&call.name) {
+                Some(t) => tools::run_script(t, &call.arguments, &ctx).await,
+                None => tools::run_builtin(&call.name, &call.arguments, &ctx).await,
+            }
         } else {
-            let ctx = ToolContext {
-                sandbox: self.sandbox,
-                workdir,
-                harness: h,
-            };
-            tools::run_builtin(&call.name, &call.arguments, &ctx).await
+            // Refused up front in `run_with_host_tools`; kept as an answer, never a panic.
+            Err(ToolError::RespondToModel(format!(
+                "`{}` needs a sandbox, and this session has none",
+                call.name
+            )))
         };
         let (content, is_error) = match outcome {
             Ok(o) => (o.content, o.is_error),
@@ -502,14 +515,18 @@ impl Run<'_> {
             state.spill_count,
             sanitize(&call.name)
         );
-        let content = match tools::spill(
-            content,
-            h.config.context.max_tool_output_chars,
-            &path,
-            self.sandbox,
-        )
-        .await
-        {
+        let limit = h.config.context.max_tool_output_chars;
+        let spilled = match self.sandbox {
+            Some(sandbox) => tools::spill(content, limit, &path, sandbox).await,
+            // Nowhere to keep the whole output: the model gets its head and tail.
+            None => Ok(autoagent_harbor::text::cut_middle(
+                &content,
+                limit,
+                "[... output cut: this session has no sandbox to keep it whole ...]",
+            )
+            .into_owned()),
+        };
+        let content = match spilled {
             Ok(c) => c,
             Err(ToolError::Fatal(e)) => return Err(RunError::Sandbox(e)),
             Err(ToolError::RespondToModel(m)) => m,
@@ -654,6 +671,23 @@ fn sanitize(name: &str) -> String {
 }
 
 /// The OpenAI function-calling form of a tool, as ATIF's `tool_definitions` expects.
+/// The tools of the harness (main agent and sub-agents) that run in the sandbox.
+fn sandbox_tools(h: &Harness) -> Vec<&str> {
+    let mut names: Vec<&str> = h
+        .config
+        .agent
+        .tools
+        .iter()
+        .chain(h.config.subagents.iter().flat_map(|s| s.tools.iter()))
+        .map(String::as_str)
+        .filter(|n| *n != tools::finish::NAME && h.subagent(n).is_none())
+        .chain(h.script_tools.keys().map(String::as_str))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 fn openai_function(t: &ToolSpec) -> Value {
     json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}})
 }

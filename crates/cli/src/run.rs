@@ -109,7 +109,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         harness: &harness,
         model,
         models: Default::default(),
-        sandbox: sandbox.as_ref(),
+        sandbox: Some(sandbox.as_ref()),
         observer: &writer,
     };
     let outcome = tokio::select! {

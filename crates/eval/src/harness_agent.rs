@@ -130,7 +130,7 @@ impl TrialAgent for HarnessAgent {
             harness: &self.harness,
             model,
             models,
-            sandbox: env,
+            sandbox: Some(env),
             observer: &recorder,
         };
         match run.run(instruction).await {

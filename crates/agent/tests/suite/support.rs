@@ -97,7 +97,7 @@ impl Env {
             harness: &harness,
             model: recorder.clone(),
             models: BTreeMap::new(),
-            sandbox: self.sandbox.as_ref(),
+            sandbox: Some(self.sandbox.as_ref()),
             observer: &observer,
         };
         let label = format!("run {harness_name} + {script}");
