@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use autoagent_eval::job::{JobConfig, JobOutcome};
-use autoagent_eval::{NopAgent, OracleAgent, TrialAgent, is_infrastructure};
+use autoagent_eval::{NopAgent, OracleAgent, TrialAgent};
 use autoagent_harbor::TrialResult;
 use autoagent_settings::{AttemptsDefault, EvalFlags, resolve_eval};
 use indicatif::ProgressBar;
@@ -204,9 +204,9 @@ pub fn render_summary(o: &JobOutcome) -> String {
                 .join(","),
             None => "-".to_owned(),
         };
-        let error = match t.exception_type() {
-            Some(e) if is_infrastructure(e) => format!("{e} (infrastructure)"),
-            Some(e) => e.to_owned(),
+        let error = match t.exception() {
+            Some(e) if e.is_infrastructure() => format!("{e} (infrastructure)"),
+            Some(e) => e.to_string(),
             None => String::new(),
         };
         let row = format!(
@@ -237,7 +237,7 @@ pub fn render_summary(o: &JobOutcome) -> String {
     let infra: Vec<&TrialResult> = o
         .trials
         .iter()
-        .filter(|t| t.exception_type().is_some_and(is_infrastructure))
+        .filter(|t| t.is_infrastructure_error())
         .collect();
     let scored = o.trials.len() - infra.len();
     let _ = writeln!(
@@ -252,7 +252,7 @@ pub fn render_summary(o: &JobOutcome) -> String {
         let sum: f64 = o
             .trials
             .iter()
-            .filter(|t| !t.exception_type().is_some_and(is_infrastructure))
+            .filter(|t| !t.is_infrastructure_error())
             .map(|t| t.reward().unwrap_or(0.0))
             .sum();
         let _ = writeln!(

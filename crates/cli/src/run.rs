@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use autoagent_agent::{Run, RunObserver, Totals, Trajectory};
+use autoagent_agent::{Run, RunObserver, Totals};
+use autoagent_harbor::Trajectory;
 use autoagent_llm::build_model;
 use autoagent_sandbox::docker::DockerBackend;
 use autoagent_sandbox::local::LocalBackend;
@@ -110,7 +111,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         harness: &harness,
         model,
         models: Default::default(),
-        sandbox: sandbox.as_ref(),
+        sandbox: Some(sandbox.as_ref()),
         observer: &writer,
     };
     let cancel = crate::interrupt::on_ctrl_c();

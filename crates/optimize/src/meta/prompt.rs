@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use autoagent_agent::Harness;
 use autoagent_agent::harness::{AgentSection, HarnessToml};
-use autoagent_agent::{Harness, Trajectory};
-use autoagent_harbor::TrialResult;
+use autoagent_harbor::atif::Source;
+use autoagent_harbor::{Trajectory, TrialDir, TrialResult};
 
 use super::context::{MetaContext, list_files, read_trajectory_file, tail_lines, truncate};
 use crate::evaluate::passed;
@@ -47,9 +48,9 @@ pub fn render_steps(t: &Trajectory, from: u64, to: u64, max_chars: usize) -> Str
         .filter(|s| s.step_id >= from && s.step_id <= to)
     {
         let src = match step.source {
-            autoagent_agent::trajectory::Source::System => "system",
-            autoagent_agent::trajectory::Source::User => "user",
-            autoagent_agent::trajectory::Source::Agent => "agent",
+            Source::System => "system",
+            Source::User => "user",
+            Source::Agent => "agent",
         };
         let _ = writeln!(s, "--- step {} ({src})", step.step_id);
         if !step.message.is_empty() {
@@ -167,8 +168,7 @@ pub fn first_message(ctx: &MetaContext, incumbent_job: Option<&Path>) -> String 
             let n = traj.steps.len() as u64;
             s.push_str(&render_steps(&traj, n.saturating_sub(2), n, 800));
         }
-        let out = autoagent_sandbox::read_shared(&dir.join("verifier/test-stdout.txt"))
-            .unwrap_or_default();
+        let out = TrialDir::new(&dir).read_test_stdout().unwrap_or_default();
         if !out.is_empty() {
             let _ = write!(s, "verifier output (tail):\n{}\n", tail_lines(&out, 15));
         }
