@@ -277,9 +277,10 @@ impl HttpModel {
         let event_stream = response
             .header(CONTENT_TYPE)
             .is_some_and(|t| t.contains(EVENT_STREAM));
-        if !(200..300).contains(&response.status) || !(stream && event_stream) {
+        if !(200..300).contains(&response.status) || !event_stream {
             // Error bodies are JSON even for streaming requests, and a server that ignores
-            // `"stream": true` answers with a plain body: both are read whole.
+            // `"stream": true` answers with a plain body: both are read whole. (A server that
+            // streams unasked is read as a stream.)
             let response = match response.collect().await {
                 Ok(response) => response,
                 Err(err) => {
