@@ -161,12 +161,14 @@ pub async fn run(args: OptimizeArgs) -> anyhow::Result<ExitCode> {
         base_url,
         api_key_env: ws.config.models.api_key_env.clone(),
         prices: prices.clone(),
+        stream: ws.config.models.stream,
         ..ModelConfig::default()
     };
     let meta_model = ModelConfig {
         model: meta,
         base_url: meta_base_url,
         prices,
+        stream: ws.config.models.stream,
         ..ModelConfig::default()
     };
     let sandbox = args

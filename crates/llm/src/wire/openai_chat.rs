@@ -140,7 +140,7 @@ fn joined_text(message: &Message) -> Option<Cow<'_, str>> {
     }
 }
 
-fn push_messages<'a>(out: &mut Vec<ChatMessage<'a>>, message: &'a Message) {
+fn push_messages<'a>(out: &mut Vec<ChatMessage<'a>>, message: &'a Message, dialect: ChatDialect) {
     match message.role {
         Role::User => {
             // Tool results become `tool` messages, which must directly follow the assistant
@@ -165,7 +165,7 @@ fn push_messages<'a>(out: &mut Vec<ChatMessage<'a>>, message: &'a Message) {
                     kind: FUNCTION,
                     function: FunctionCall {
                         name: &call.name,
-                        arguments: call.arguments_json_text(),
+                        arguments: replayed_arguments(call, dialect),
                     },
                 })
                 .collect();
@@ -180,6 +180,18 @@ fn push_messages<'a>(out: &mut Vec<ChatMessage<'a>>, message: &'a Message) {
     }
 }
 
+/// The arguments of a past call as sent back. OpenAI takes the model's own text, even when it
+/// is not JSON; llama.cpp parses history arguments to render its chat template and answers
+/// HTTP 500 "Failed to parse tool call arguments as JSON" (every retry alike), so compatible
+/// servers get `{}` for a call whose arguments did not parse (the tool error that answered it
+/// says what was wrong).
+fn replayed_arguments(call: &ToolCall, dialect: ChatDialect) -> String {
+    match dialect {
+        ChatDialect::Compatible if call.arguments_error.is_some() => "{}".to_owned(),
+        ChatDialect::OpenAi | ChatDialect::Compatible => call.arguments_json_text(),
+    }
+}
+
 /// The JSON body of a Chat Completions request.
 pub fn build_request(req: &ModelRequest, opts: &WireOptions<'_>) -> Result<Vec<u8>, WireError> {
     let openai = opts.dialect == ChatDialect::OpenAi;
@@ -190,7 +202,7 @@ pub fn build_request(req: &ModelRequest, opts: &WireOptions<'_>) -> Result<Vec<u
         messages.push(ChatMessage::System { content: system });
     }
     for message in &req.messages {
-        push_messages(&mut messages, message);
+        push_messages(&mut messages, message, opts.dialect);
     }
 
     let tools: Vec<Tool<'_>> = req
@@ -776,6 +788,13 @@ mod tests {
         assert_eq!(
             value["messages"][0]["tool_calls"][0]["function"]["arguments"],
             json!("{oops")
+        );
+        // llama.cpp rejects unparsable history arguments with a 500 (real answer saved in
+        // tests/fixtures/openai_chat/llamacpp_error_500_bad_arguments.json).
+        let value = body(&req, &opts(ChatDialect::Compatible, "local"));
+        assert_eq!(
+            value["messages"][0]["tool_calls"][0]["function"]["arguments"],
+            json!("{}")
         );
     }
 

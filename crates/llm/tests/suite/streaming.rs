@@ -573,3 +573,39 @@ async fn a_connection_dropped_mid_stream_is_retried() {
     assert_eq!((response.text().as_str(), response.attempts), ("pong", 2));
     assert_eq!(connections.load(Ordering::SeqCst), 2);
 }
+
+/// Real llama.cpp answers (llama-server with SmolLM2-135M, saved from the real-server suite's
+/// setup): the plain and the streamed form of the same greedy turn agree.
+#[test]
+fn real_llama_cpp_answers_plain_and_streamed_agree() {
+    let plain =
+        openai_chat::parse_response(fixture("openai_chat/llamacpp_tool_call.json").as_bytes())
+            .unwrap();
+    let streamed = parse_stream(
+        assembler(Api::Chat),
+        fixture("openai_chat/llamacpp_stream_tool_call.sse").as_bytes(),
+    )
+    .unwrap();
+    for parsed in [&plain, &streamed] {
+        // finish_reason "length" alongside complete calls: reported as such.
+        assert_eq!(parsed.stop_reason, StopReason::MaxTokens);
+        let calls: Vec<&ToolCall> = parsed.message.tool_calls().collect();
+        assert!(!calls.is_empty());
+        for call in &calls {
+            assert_eq!(call.name, "bash");
+            // Ids are 32 random characters, not call_…: kept as they are.
+            assert_eq!(call.id.len(), 32, "{}", call.id);
+            assert!(call.arguments.is_object() || call.arguments_error.is_some());
+        }
+        // Usage arrives in a last chunk with `choices: []` (and llama.cpp's own `timings`).
+        let usage = parsed.usage.unwrap();
+        assert!(usage.output_tokens > 0 && usage.input_tokens + usage.cache_read_tokens > 0);
+    }
+    let names = |p: &Parsed| -> Vec<(String, serde_json::Value)> {
+        p.message
+            .tool_calls()
+            .map(|c| (c.name.clone(), c.arguments.clone()))
+            .collect()
+    };
+    assert_eq!(names(&plain), names(&streamed));
+}
