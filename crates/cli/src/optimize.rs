@@ -87,13 +87,13 @@ impl Reporter for CliReporter {
     fn job_observer(&self) -> Arc<dyn JobObserver> {
         self.observer.clone()
     }
-    fn meta_step(&self, experiment: u32, calls: u64, tokens: u64) {
+    fn meta_step(&self, experiment: autoagent_optimize::ExperimentId, calls: u64, tokens: u64) {
         self.bar.set_style(
             ProgressStyle::with_template("[{elapsed_precise}] {spinner} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         self.bar.set_message(format!(
-            "exp-{experiment:04}: meta-agent thinking: {calls} model calls, {}k tokens",
+            "{experiment}: meta-agent thinking: {calls} model calls, {}k tokens",
             tokens / 1000
         ));
     }

@@ -104,6 +104,7 @@ impl PlotData {
 
 fn experiment_of(index: usize, row: &Row) -> u32 {
     row.experiment()
+        .map(|e| e.0)
         .unwrap_or_else(|| u32::try_from(index).unwrap_or(u32::MAX))
 }
 
