@@ -125,8 +125,8 @@ fn provider_of(model: &Sourced<String>) -> Result<ProviderKind, SettingsError> {
 /// * base URL: `--base-url` > the provider's variable (`ANTHROPIC_BASE_URL`,
 ///   `OPENAI_BASE_URL`) > `models.base_url` > the provider's default; the meta model:
 ///   the provider's variable > `models.meta_base_url` > the task model's (same provider only).
-/// * key variable and prices: `models.api_key_env` (the meta model too, on the same provider)
-///   and `models.prices` (both).
+/// * key variable, prices and streaming: `models.api_key_env` (the meta model too, on the same
+///   provider), `models.prices` and `models.stream` (both).
 /// * output limit and temperature of the task model: the harness's `agent.max_tokens` and
 ///   `agent.temperature`.
 pub fn resolve_models(
@@ -199,11 +199,13 @@ pub fn resolve_models(
 
     let prices = ws.map(|m| m.prices.clone()).unwrap_or_default();
     let api_key_env = ws.and_then(|m| m.api_key_env.clone());
+    let stream = ws.and_then(|m| m.stream);
     let mut task = ModelConfig {
         model: task_name.value,
         base_url: task_url.as_ref().map(|u| u.value.clone()),
         api_key_env: api_key_env.clone(),
         prices: prices.clone(),
+        stream,
         ..ModelConfig::default()
     };
     if let Some(t) = harness.max_tokens {
@@ -215,6 +217,7 @@ pub fn resolve_models(
         base_url: meta_url.as_ref().map(|u| u.value.clone()),
         api_key_env: api_key_env.filter(|_| same_provider),
         prices,
+        stream,
         ..ModelConfig::default()
     };
     Ok(ResolvedModels {
