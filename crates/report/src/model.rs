@@ -165,6 +165,12 @@ pub fn resolve_inside(root: &Path, rel: &str) -> Result<PathBuf, ModelError> {
 
 /// One name (a job, a trial): a single plain path component.
 fn check_name(name: &str) -> Result<(), ModelError> {
+    if name.contains("..") {
+        return Err(ModelError::Refused {
+            path: name.to_owned(),
+            why: "a path with `..`",
+        });
+    }
     if name.is_empty()
         || name.contains('/')
         || name.contains('\\')
