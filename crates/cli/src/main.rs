@@ -15,6 +15,7 @@ mod report;
 mod run;
 mod sandbox;
 mod settings;
+mod view;
 
 #[derive(Parser)]
 #[command(name = "autoagent", version, about = "Engineers agent harnesses by itself", long_about = None)]
@@ -37,6 +38,8 @@ enum Command {
     Run(run::RunArgs),
     /// Check a harness dir.
     Harness(harness::HarnessArgs),
+    /// A live web dashboard of a run (or of a jobs dir): `autoagent view WORKSPACE`.
+    View(view::ViewArgs),
     /// Check that a model answers: `autoagent models check --model anthropic/claude-sonnet-4-5`.
     Models(models::ModelsArgs),
 }
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
             Command::Report(args) => report::run(args).await,
             Command::Run(args) => run::run(args).await,
             Command::Harness(args) => harness::run(args),
+            Command::View(args) => view::run(args).await,
             Command::Models(args) => models::run(args).await.map(|()| ExitCode::SUCCESS),
         }
     });

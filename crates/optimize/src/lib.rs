@@ -8,7 +8,6 @@ pub mod git;
 pub mod guards;
 pub mod ledger;
 pub mod meta;
-pub mod report;
 pub mod run;
 pub mod size;
 pub mod split;

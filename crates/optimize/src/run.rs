@@ -369,7 +369,10 @@ async fn meta_session(
     state: &mut State,
 ) -> Result<Result<Proposal, String>, OptimizeError> {
     let ws = ctx.ws;
-    let program = std::fs::read_to_string(ws.program_path()).unwrap_or_default();
+    let program = crate::meta::with_steering(
+        std::fs::read_to_string(ws.program_path()).unwrap_or_default(),
+        &ws.state_dir(),
+    );
     let incumbent_job = Ledger::load(&ws.ledger_path())?
         .incumbent()
         .map(|r| ws.root.join(&r.job_dir));

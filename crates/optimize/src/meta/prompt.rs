@@ -39,6 +39,21 @@ Rules: never put task-specific content in the harness (task names, expected outp
 from tests) — a mechanical guard rejects it. Ask: if this exact task disappeared, would this \
 still be a worthwhile harness improvement? Prefer removing what does not help.";
 
+/// The steering note a user leaves for the next sessions (from `autoagent view`), in the state
+/// dir: read along with `program.md` by every session that starts while it is there.
+pub const STEERING_FILE: &str = "steering.md";
+
+/// `program` followed by the steering note in `state_dir`, when there is one.
+pub fn with_steering(program: String, state_dir: &Path) -> String {
+    match std::fs::read_to_string(state_dir.join(STEERING_FILE)) {
+        Ok(note) if !note.trim().is_empty() => format!(
+            "{program}\n\n## Steering note (from the user, for this session)\n\n{}\n",
+            note.trim()
+        ),
+        _ => program,
+    }
+}
+
 /// A condensed view of trajectory steps for the meta-agent.
 pub fn render_steps(t: &Trajectory, from: u64, to: u64, max_chars: usize) -> String {
     let mut s = String::new();
