@@ -1,6 +1,7 @@
 //! The optimization loop: a meta-agent proposes one harness change per experiment; code decides
 //! whether to keep it from the evaluation; everything is recorded so a killed run resumes.
 
+pub mod accept;
 pub mod decision;
 pub mod evaluate;
 pub mod experiment;
