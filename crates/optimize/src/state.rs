@@ -172,10 +172,7 @@ mod tests {
         };
         a.check_or_pin(d.path()).unwrap();
         a.check_or_pin(d.path()).unwrap();
-        let b = PinnedSettings {
-            attempts: 1,
-            ..a
-        };
+        let b = PinnedSettings { attempts: 1, ..a };
         let e = b.check_or_pin(d.path()).unwrap_err();
         assert!(e.contains("attempts per task (k) was 3, now 1"), "{e}");
     }
