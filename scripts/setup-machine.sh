@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suite needs on a fresh Debian machine:
-# the Docker engine (started with no bridge network), bubblewrap, debootstrap,
-# the local base image `autoagent/debian:bookworm` that example tasks build FROM,
-# and a real OpenAI-compatible model server (llama.cpp's llama-server with a small GGUF model).
+# the Docker engine (started with no bridge network), bubblewrap, debootstrap, chromium and
+# chromium-driver (the dashboard's browser tests), the local base image `autoagent/debian:bookworm`
+# that example tasks build FROM, and a real OpenAI-compatible model server (llama.cpp's
+# llama-server with a small GGUF model).
 # Idempotent: every step checks before it acts, so a warm machine spends seconds here.
 set -euo pipefail
 
@@ -12,6 +13,8 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v git >/dev/null 2>&1 || need+=(git)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -7,12 +7,15 @@ use clap::{Parser, Subcommand};
 
 mod eval;
 mod harness;
+mod interrupt;
 mod models;
 mod optimize;
 mod progress;
 mod report;
 mod run;
 mod sandbox;
+mod settings;
+mod view;
 
 #[derive(Parser)]
 #[command(name = "autoagent", version, about = "Engineers agent harnesses by itself", long_about = None)]
@@ -35,6 +38,8 @@ enum Command {
     Run(run::RunArgs),
     /// Check a harness dir.
     Harness(harness::HarnessArgs),
+    /// A live web dashboard of a run (or of a jobs dir): `autoagent view WORKSPACE`.
+    View(view::ViewArgs),
     /// Check that a model answers: `autoagent models check --model anthropic/claude-sonnet-4-5`.
     Models(models::ModelsArgs),
 }
@@ -43,8 +48,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AUTOAGENT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env(
+                autoagent_settings::env_vars::AUTOAGENT_LOG,
+            )
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -68,6 +75,7 @@ fn main() -> ExitCode {
             Command::Report(args) => report::run(args).await,
             Command::Run(args) => run::run(args).await,
             Command::Harness(args) => harness::run(args),
+            Command::View(args) => view::run(args).await,
             Command::Models(args) => models::run(args).await.map(|()| ExitCode::SUCCESS),
         }
     });

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use autoagent_optimize::report::{self, ReportOptions};
+use autoagent_report::{self as report, ReportOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {

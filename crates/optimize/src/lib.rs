@@ -1,7 +1,6 @@
 //! The optimization loop: a meta-agent proposes one harness change per experiment; code decides
 //! whether to keep it from the evaluation; everything is recorded so a killed run resumes.
 
-pub mod config;
 pub mod decision;
 pub mod evaluate;
 pub mod experiment;
@@ -9,14 +8,12 @@ pub mod git;
 pub mod guards;
 pub mod ledger;
 pub mod meta;
-pub mod report;
 pub mod run;
 pub mod size;
 pub mod split;
 pub mod state;
 pub mod workspace;
 
-pub use config::WorkspaceConfig;
 pub use decision::Decision;
 pub use experiment::ExperimentId;
 pub use ledger::{Ledger, Row, Status};

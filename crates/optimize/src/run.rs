@@ -71,12 +71,8 @@ pub enum StopReason {
     StopFile,
 }
 
-pub(crate) fn add_cost(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x + y),
-        _ => None,
-    }
-}
+/// An unknown cost makes the sum unknown (the one rule, in harbor).
+pub(crate) use autoagent_harbor::cost::add as add_cost;
 
 struct Log(Mutex<Option<std::fs::File>>);
 
@@ -355,17 +351,7 @@ fn spot_cost(jobs_dir: &std::path::Path, id: ExperimentId) -> Option<f64> {
         {
             continue;
         }
-        for trial in std::fs::read_dir(job.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let Some(r) = std::fs::read_to_string(trial.path().join("result.json"))
-                .ok()
-                .and_then(|t| serde_json::from_str::<autoagent_harbor::TrialResult>(&t).ok())
-            else {
-                continue;
-            };
+        for r in autoagent_harbor::JobDir::new(job.path()).trial_results() {
             if let Some(a) = r.agent_result {
                 total = add_cost(total, a.cost_usd);
             }
@@ -383,7 +369,10 @@ async fn meta_session(
     state: &mut State,
 ) -> Result<Result<Proposal, String>, OptimizeError> {
     let ws = ctx.ws;
-    let program = std::fs::read_to_string(ws.program_path()).unwrap_or_default();
+    let program = crate::meta::with_steering(
+        std::fs::read_to_string(ws.program_path()).unwrap_or_default(),
+        &ws.state_dir(),
+    );
     let incumbent_job = Ledger::load(&ws.ledger_path())?
         .incumbent()
         .map(|r| ws.root.join(&r.job_dir));

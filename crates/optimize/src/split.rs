@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use autoagent_harbor::Task;
 use sha2::{Digest, Sha256};
 
-use crate::config::Holdout;
+use autoagent_settings::Holdout;
 
 /// The train tasks by name: all that the meta-agent may know of the task set.
 #[derive(Debug, Clone, Default)]

@@ -1,4 +1,4 @@
 //! The optimize crate's integration tests: the loop in real Docker with scripted models, the
-//! meta-agent's tools, the report.
+//! meta-agent's tools.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod suite;

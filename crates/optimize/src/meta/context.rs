@@ -5,9 +5,8 @@
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use autoagent_agent::Trajectory;
 use autoagent_agent::tools::ToolError;
-use autoagent_harbor::{Task, TrialResult};
+use autoagent_harbor::{JobDir, Task, Trajectory, TrialDir, TrialResult};
 use tokio_util::sync::CancellationToken;
 
 use crate::evaluate::Evaluator;
@@ -71,15 +70,8 @@ impl MetaContext {
 
     /// The trials of a job that belong to train tasks, by task then trial name.
     pub(crate) fn trials_of(&self, job: &Path) -> Vec<TrialResult> {
-        let mut out: Vec<TrialResult> = std::fs::read_dir(job)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| std::fs::read_to_string(e.path().join("result.json")).ok())
-            .filter_map(|t| serde_json::from_str::<TrialResult>(&t).ok())
-            .filter(|t| self.train.contains(&t.task_name))
-            .collect();
-        out.sort_by(|a, b| (&a.task_name, &a.trial_name).cmp(&(&b.task_name, &b.trial_name)));
+        let mut out = JobDir::new(job).trial_results();
+        out.retain(|t| self.train.contains(&t.task_name));
         out
     }
 
@@ -94,8 +86,7 @@ impl MetaContext {
         }
         for (_, _, job) in self.train_jobs() {
             let d = job.join(trial);
-            if let Ok(t) = std::fs::read_to_string(d.join("result.json"))
-                && let Ok(r) = serde_json::from_str::<TrialResult>(&t)
+            if let Ok(r) = TrialDir::new(&d).read_result()
                 && self.train.contains(&r.task_name)
             {
                 return Ok(d);
@@ -172,21 +163,20 @@ pub(crate) fn list_files(dir: &Path, root: &Path, out: &mut Vec<String>) {
 }
 
 pub(crate) fn read_trajectory_file(trial_dir: &Path) -> Result<Trajectory, ToolError> {
-    let p = trial_dir.join("agent/trajectory.json");
-    let text = autoagent_sandbox::read_shared(&p).map_err(|_| {
-        ToolError::RespondToModel("this trial has no trajectory (the agent did not start)".into())
-    })?;
-    serde_json::from_str(&text)
-        .map_err(|e| ToolError::RespondToModel(format!("unreadable trajectory: {e}")))
+    TrialDir::new(trial_dir)
+        .read_trajectory()
+        .map_err(|e| match e {
+            autoagent_harbor::fs::ReadError::Io { .. } => ToolError::RespondToModel(
+                "this trial has no trajectory (the agent did not start)".into(),
+            ),
+            autoagent_harbor::fs::ReadError::Json { source, .. } => {
+                ToolError::RespondToModel(format!("unreadable trajectory: {}", source.inner()))
+            }
+        })
 }
 
-pub(crate) fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    let head: String = s.chars().take(max / 2).collect();
-    let tail: String = s.chars().skip(s.chars().count() - max / 2).collect();
-    format!("{head}\n[... truncated ...]\n{tail}")
+pub(crate) fn truncate(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    autoagent_harbor::text::cut_middle(s, max, "[... truncated ...]")
 }
 
 pub(crate) fn tail_lines(s: &str, n: usize) -> String {

@@ -14,14 +14,16 @@ pub mod tools;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use autoagent_agent::{EndReason, Harness, Run, RunError, RunObserver, Totals, Trajectory};
+use autoagent_agent::{EndReason, Harness, Run, RunError, RunObserver, Totals};
+use autoagent_harbor::Trajectory;
 use autoagent_llm::Model;
-use autoagent_sandbox::local::{Isolation, LocalBackend};
-use autoagent_sandbox::{Backend, EnvironmentSpec};
+use autoagent_sandbox::Backend;
 use tokio_util::sync::CancellationToken;
 
 pub use context::MetaContext;
-pub use prompt::{META_PROMPT, first_message, meta_harness, render_steps};
+pub use prompt::{
+    META_PROMPT, STEERING_FILE, first_message, meta_harness, render_steps, with_steering,
+};
 pub use tools::{Proposal, tools};
 
 use crate::run::{Reporter, add_cost};
@@ -85,17 +87,6 @@ impl RunObserver for Recorder<'_> {
 impl Session<'_> {
     /// Runs the session; `state` comes back with its spend added.
     pub(crate) async fn run(self, state: &mut State) -> Result<SessionEnd, String> {
-        // The meta-agent's own commands have no sandbox to run in: it gets host tools only, and
-        // the runtime a plain process dir at harness/ for the built-ins it is not offered.
-        let local = LocalBackend::with_isolation(Isolation::None);
-        let sandbox = local
-            .start(&EnvironmentSpec {
-                name: "meta".into(),
-                workdir: Some(self.context.harness_dir.display().to_string()),
-                ..EnvironmentSpec::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?;
         let recorder = Recorder {
             states: self.states,
             reporter: self.reporter,
@@ -109,7 +100,8 @@ impl Session<'_> {
             harness: &self.harness,
             model: self.model.clone(),
             models: Default::default(),
-            sandbox: sandbox.as_ref(),
+            // Host tools only: the meta-agent's session needs no sandbox.
+            sandbox: None,
             observer: &recorder,
         };
         let tools = tools(self.context.clone());
@@ -119,14 +111,12 @@ impl Session<'_> {
             () = self.cancel.cancelled() => {
                 // A spot check may have been running: its containers go too.
                 self.backend.destroy_all().await;
-                let _ = sandbox.destroy().await;
                 return Ok(SessionEnd::Cancelled);
             }
         };
         if result.is_none() {
             self.backend.destroy_all().await;
         }
-        let _ = sandbox.destroy().await;
         if let Ok(s) = recorder.state.lock() {
             state.clone_from(&s);
         }

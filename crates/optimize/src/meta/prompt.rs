@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use autoagent_agent::Harness;
 use autoagent_agent::harness::{AgentSection, HarnessToml};
-use autoagent_agent::{Harness, Trajectory};
-use autoagent_harbor::TrialResult;
+use autoagent_harbor::atif::Source;
+use autoagent_harbor::{Trajectory, TrialDir, TrialResult};
 
 use super::context::{MetaContext, list_files, read_trajectory_file, tail_lines, truncate};
 use crate::evaluate::passed;
@@ -38,6 +39,21 @@ Rules: never put task-specific content in the harness (task names, expected outp
 from tests) — a mechanical guard rejects it. Ask: if this exact task disappeared, would this \
 still be a worthwhile harness improvement? Prefer removing what does not help.";
 
+/// The steering note a user leaves for the next sessions (from `autoagent view`), in the state
+/// dir: read along with `program.md` by every session that starts while it is there.
+pub const STEERING_FILE: &str = "steering.md";
+
+/// `program` followed by the steering note in `state_dir`, when there is one.
+pub fn with_steering(program: String, state_dir: &Path) -> String {
+    match std::fs::read_to_string(state_dir.join(STEERING_FILE)) {
+        Ok(note) if !note.trim().is_empty() => format!(
+            "{program}\n\n## Steering note (from the user, for this session)\n\n{}\n",
+            note.trim()
+        ),
+        _ => program,
+    }
+}
+
 /// A condensed view of trajectory steps for the meta-agent.
 pub fn render_steps(t: &Trajectory, from: u64, to: u64, max_chars: usize) -> String {
     let mut s = String::new();
@@ -47,9 +63,9 @@ pub fn render_steps(t: &Trajectory, from: u64, to: u64, max_chars: usize) -> Str
         .filter(|s| s.step_id >= from && s.step_id <= to)
     {
         let src = match step.source {
-            autoagent_agent::trajectory::Source::System => "system",
-            autoagent_agent::trajectory::Source::User => "user",
-            autoagent_agent::trajectory::Source::Agent => "agent",
+            Source::System => "system",
+            Source::User => "user",
+            Source::Agent => "agent",
         };
         let _ = writeln!(s, "--- step {} ({src})", step.step_id);
         if !step.message.is_empty() {
@@ -167,8 +183,7 @@ pub fn first_message(ctx: &MetaContext, incumbent_job: Option<&Path>) -> String 
             let n = traj.steps.len() as u64;
             s.push_str(&render_steps(&traj, n.saturating_sub(2), n, 800));
         }
-        let out = autoagent_sandbox::read_shared(&dir.join("verifier/test-stdout.txt"))
-            .unwrap_or_default();
+        let out = TrialDir::new(&dir).read_test_stdout().unwrap_or_default();
         if !out.is_empty() {
             let _ = write!(s, "verifier output (tail):\n{}\n", tail_lines(&out, 15));
         }

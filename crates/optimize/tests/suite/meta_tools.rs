@@ -8,11 +8,11 @@ use autoagent_agent::tools::{HostTool, ToolError};
 use autoagent_eval::job::Silent;
 use autoagent_harbor::Task;
 use autoagent_optimize::ExperimentId;
-use autoagent_optimize::config::Holdout;
 use autoagent_optimize::evaluate::Evaluator;
 use autoagent_optimize::meta::{MetaContext, first_message, tools};
 use autoagent_optimize::split::TaskSplit;
 use autoagent_sandbox::local::{Isolation, LocalBackend};
+use autoagent_settings::Holdout;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 

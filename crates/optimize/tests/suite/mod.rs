@@ -1,4 +1,3 @@
 mod loop_e2e;
 mod meta_tools;
-mod report;
 pub mod support;

@@ -1,6 +1,6 @@
 use async_trait::async_trait;
 use autoagent_agent::tools::{ToolError, ToolOutput};
-use autoagent_harbor::TrialResult;
+use autoagent_harbor::{TrialDir, TrialResult};
 use autoagent_llm::ToolSpec;
 use serde_json::{Value, json};
 
@@ -22,11 +22,11 @@ impl MetaTool for ReadVerifierOutput {
 
     async fn call(&self, ctx: &MetaContext, args: &Value) -> Result<ToolOutput, ToolError> {
         let dir = ctx.trial_dir(arg_str(args, "trial")?)?;
-        let out = autoagent_sandbox::read_shared(&dir.join("verifier/test-stdout.txt"))
+        let trial = TrialDir::new(&dir);
+        let out = trial
+            .read_test_stdout()
             .unwrap_or_else(|_| "(no verifier output)".into());
-        let r: Option<TrialResult> = std::fs::read_to_string(dir.join("result.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
+        let r: Option<TrialResult> = trial.read_result().ok();
         let rewards = r
             .as_ref()
             .and_then(|r| r.rewards())

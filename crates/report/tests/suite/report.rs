@@ -7,9 +7,10 @@ use std::path::Path;
 use std::process::Command;
 
 use autoagent_optimize::ledger::{Ledger, Row, Status};
-use autoagent_optimize::report::{
-    self, PlotData, ReportError, ReportOptions, plot_data, render_table, write_report,
+use autoagent_report::{
+    self as report, PlotData, ReportError, ReportOptions, plot_data, render_table, write_report,
 };
+use resvg::tiny_skia::Pixmap;
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
@@ -186,22 +187,19 @@ fn workspace(dir: &Path) -> Ledger {
 }
 
 fn png_size(bytes: &[u8]) -> (u32, u32) {
-    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
-    let reader = decoder.read_info().unwrap();
-    let info = reader.info();
-    (info.width, info.height)
+    let p = Pixmap::decode_png(bytes).unwrap();
+    (p.width(), p.height())
 }
 
-/// The PNG's RGB pixels.
+/// The PNG's RGB pixels (the plot is opaque: every alpha is 255).
 fn png_pixels(bytes: &[u8]) -> Vec<[u8; 3]> {
-    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let frame = reader.next_frame(&mut buf).unwrap();
-    assert_eq!(frame.color_type, png::ColorType::Rgb);
-    buf[..frame.buffer_size()]
-        .chunks(3)
-        .map(|c| [c[0], c[1], c[2]])
+    let p = Pixmap::decode_png(bytes).unwrap();
+    p.pixels()
+        .iter()
+        .map(|c| {
+            assert_eq!(c.alpha(), 255);
+            [c.red(), c.green(), c.blue()]
+        })
         .collect()
 }
 
@@ -222,6 +220,19 @@ fn svg_points(svg: &str) -> Vec<BTreeMap<String, String>> {
             attrs
         })
         .collect()
+}
+
+/// resvg's options with DejaVu Sans as the only font, built here from the `dejavu` crate
+/// independently of the report crate's own setup.
+fn bundled_font_options() -> resvg::usvg::Options<'static> {
+    let mut db = resvg::usvg::fontdb::Database::new();
+    db.load_font_data(dejavu::sans::regular().to_vec());
+    db.set_sans_serif_family("DejaVu Sans");
+    resvg::usvg::Options {
+        fontdb: std::sync::Arc::new(db),
+        font_family: "DejaVu Sans".to_owned(),
+        ..resvg::usvg::Options::default()
+    }
 }
 
 #[tokio::test]
@@ -271,6 +282,26 @@ async fn report_writes_the_plots_and_the_kept_diffs_from_the_ledger() {
     assert!(has([255, 127, 14]), "no holdout-orange pixel");
     // Text is drawn too: dark ink pixels outside the data colours.
     assert!(has([34, 34, 34]), "no text pixel");
+
+    // The PNG is the SVG, rendered by resvg with the bundled font: the same size, the same
+    // pixels, so the two images cannot drift.
+    let svg_text = std::fs::read_to_string(dir.path().join("progress.svg")).unwrap();
+    let tree = resvg::usvg::Tree::from_str(&svg_text, &bundled_font_options()).unwrap();
+    let mut expected = Pixmap::new(900, 450).unwrap();
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::identity(),
+        &mut expected.as_mut(),
+    );
+    let decoded = Pixmap::decode_png(&png).unwrap();
+    assert_eq!(
+        (decoded.width(), decoded.height()),
+        (expected.width(), expected.height())
+    );
+    assert!(
+        decoded.data() == expected.data(),
+        "progress.png differs from the rendering of progress.svg"
+    );
 
     // The SVG: one marker per ledger row, carrying that row's values.
     let svg = std::fs::read_to_string(dir.path().join("progress.svg")).unwrap();

@@ -1,0 +1,1 @@
+//! The dashboard data model on a workspace written by hand: filled below.

@@ -1,0 +1,3 @@
+mod browser;
+mod safety;
+pub mod support;
