@@ -84,7 +84,7 @@ async fn browser(driver: &Path) -> (Driver, Client) {
     caps.insert(
         "goog:chromeOptions".into(),
         json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                        "--window-size=1300,1000", "--hide-scrollbars"]}),
+                        "--window-size=1300,1500", "--hide-scrollbars"]}),
     );
     let t0 = Instant::now();
     loop {
@@ -213,7 +213,7 @@ async fn the_dashboard_follows_a_real_run_in_a_browser() {
     let phase = wait_js(&c, "the phase", "document.getElementById('phase').textContent").await;
     assert_eq!(phase, json!("no experiment under way"));
     let spend = wait_js(&c, "the spend", "document.getElementById('spend').textContent").await;
-    assert_eq!(spend, json!(format!("${:.2} of $0.50", ledger.spent_usd())));
+    assert_eq!(spend, json!(format!("${:.3} of $0.50", ledger.spent_usd())));
     shot(&c, &shots, "run").await;
 
     // A new ledger row while the page is open: it shows up without a reload.
