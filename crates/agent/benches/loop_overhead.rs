@@ -24,7 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use autoagent_agent::{EndReason, Harness, Run, RunObserver, Totals, Trajectory};
+use autoagent_agent::{EndReason, Harness, Run, RunObserver, Totals};
+use autoagent_harbor::Trajectory;
 use autoagent_llm::{
     EnvSource, LlmError, Model, ModelConfig, ModelRequest, ModelResponse, ProviderKind, build_model,
 };
@@ -221,7 +222,7 @@ async fn one_run(
         harness,
         model: model.clone(),
         models: Default::default(),
-        sandbox: &MemSandbox,
+        sandbox: Some(&MemSandbox),
         observer: &clock,
     };
     let started = Instant::now();

@@ -10,15 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The built-in tools a harness can switch on by name.
-pub const BUILTIN_TOOLS: &[&str] = &[
-    "bash",
-    "read_file",
-    "write_file",
-    "edit_file",
-    "list_dir",
-    "finish",
-];
+use crate::tools::{builtin_names, is_builtin};
 
 /// `harness.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -414,7 +406,7 @@ impl Harness {
                     message: format!("sub-agent {:?} is defined twice", sub.name),
                 });
             }
-            if BUILTIN_TOOLS.contains(&sub.name.as_str()) || script_tools.contains_key(&sub.name) {
+            if is_builtin(&sub.name) || script_tools.contains_key(&sub.name) {
                 problems.push(Problem {
                     file: "harness.toml".into(),
                     field: field("name"),
@@ -436,9 +428,8 @@ impl Harness {
                 subagent_prompts.insert(sub.name.clone(), p);
             }
         }
-        let known = |name: &str| {
-            BUILTIN_TOOLS.contains(&name) || script_tools.contains_key(name) || seen.contains(name)
-        };
+        let known =
+            |name: &str| is_builtin(name) || script_tools.contains_key(name) || seen.contains(name);
         for (i, t) in config.agent.tools.iter().enumerate() {
             if !known(t) {
                 problems.push(Problem {
@@ -446,7 +437,7 @@ impl Harness {
                     field: Some(format!("agent.tools[{i}]")),
                     message: format!(
                         "unknown tool {t:?}; built-in tools are {}",
-                        BUILTIN_TOOLS.join(", ")
+                        builtin_names().collect::<Vec<_>>().join(", ")
                     ),
                 });
             }
@@ -609,7 +600,7 @@ fn load_tool(
             message: format!("{name:?} is not a valid tool name (letters, digits, _ and -)"),
         });
     }
-    if BUILTIN_TOOLS.contains(&name) {
+    if is_builtin(name) {
         problems.push(Problem {
             file: file.to_owned(),
             field: None,

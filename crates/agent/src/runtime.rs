@@ -8,6 +8,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use autoagent_harbor::atif::{
+    AgentInfo, FinalMetrics, Metrics, Observation, ObservationResult, Source, Step, SubagentRef,
+    ToolCall, Trajectory,
+};
 use autoagent_llm::{
     ContentBlock, LlmError, Message, Model, ModelRequest, ReasoningEffort, Role, StopReason,
     ToolResult, ToolSpec, Usage,
@@ -17,10 +21,6 @@ use serde_json::{Map, Value, json};
 
 use crate::harness::Harness;
 use crate::tools::{self, HostTool, TOOLS_DIR, ToolContext, ToolError};
-use crate::trajectory::{
-    AgentInfo, FinalMetrics, Metrics, Observation, ObservationResult, Source, Step, SubagentRef,
-    ToolCall, Trajectory,
-};
 
 pub const AGENT_NAME: &str = "autoagent";
 
@@ -60,10 +60,10 @@ pub struct Totals {
 
 impl Totals {
     fn add(&mut self, usage: &Usage, cost: Option<f64>) {
-        self.cost_usd = match (self.calls, self.cost_usd, cost) {
-            (0, _, c) => c,
-            (_, Some(a), Some(b)) => Some(a + b),
-            _ => None,
+        self.cost_usd = if self.calls == 0 {
+            cost
+        } else {
+            autoagent_harbor::cost::add(self.cost_usd, cost)
         };
         self.usage.add(usage);
         self.calls += 1;
@@ -108,7 +108,9 @@ pub struct Run<'a> {
     pub model: Arc<dyn Model>,
     /// Models by sub-agent name, for sub-agents with their own `model`.
     pub models: BTreeMap<String, Arc<dyn Model>>,
-    pub sandbox: &'a dyn Sandbox,
+    /// Where the harness's tools run. `None` for a host-only session (the meta-agent's): then
+    /// the agents may use only host tools, `finish` and sub-agents.
+    pub sandbox: Option<&'a dyn Sandbox>,
     pub observer: &'a dyn RunObserver,
 }
 
@@ -144,14 +146,28 @@ impl Run<'_> {
         host: &[Arc<dyn HostTool>],
     ) -> Result<RunOutcome, RunError> {
         let h = self.harness;
-        if !h.script_tools.is_empty() {
-            self.sandbox.upload(&h.dir.join("tools"), TOOLS_DIR).await?;
-        }
-        let workdir = match self.sandbox.workdir() {
-            Some(w) => w.to_owned(),
+        let workdir = match self.sandbox {
+            Some(sandbox) => {
+                if !h.script_tools.is_empty() {
+                    sandbox.upload(&h.dir.join("tools"), TOOLS_DIR).await?;
+                }
+                match sandbox.workdir() {
+                    Some(w) => w.to_owned(),
+                    None => {
+                        let out = sandbox.exec(ExecRequest::new("pwd")).await?;
+                        out.stdout.trim().to_owned()
+                    }
+                }
+            }
             None => {
-                let out = self.sandbox.exec(ExecRequest::new("pwd")).await?;
-                out.stdout.trim().to_owned()
+                let needs: Vec<&str> = sandbox_tools(h);
+                if !needs.is_empty() {
+                    return Err(RunError::Sandbox(SandboxError::Unsupported(format!(
+                        "the harness uses tools that run in a sandbox ({}), and this run has none",
+                        needs.join(", ")
+                    ))));
+                }
+                String::new()
             }
         };
         let mut tools = self.tool_specs(&h.config.agent.tools);
@@ -433,15 +449,10 @@ impl Run<'_> {
                 finished = Some(a.clone());
             }
             out
-        } else if call.name == "finish" {
-            let a = call
-                .arguments
-                .get("answer")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            finished = Some(a);
-            Ok(tools::ToolOutput::ok("Finished."))
+        } else if call.name == tools::finish::NAME {
+            let out = tools::finish::answer(&call.arguments);
+            finished.clone_from(&out.finish);
+            Ok(out)
         } else if let Some(sub) = h.subagent(&call.name) {
             match call.arguments.get("task").and_then(Value::as_str) {
                 None => Err(ToolError::RespondToModel(
@@ -475,20 +486,22 @@ impl Run<'_> {
                     Ok(tools::ToolOutput::ok(content))
                 }
             }
-        } else if let Some(t) = h.script_tools.get(&call.name) {
+        } else if let Some(sandbox) = self.sandbox {
             let ctx = ToolContext {
-                sandbox: self.sandbox,
+                sandbox,
                 workdir,
                 harness: h,
             };
-            tools::run_script(t, &call.arguments, &ctx).await
+            match h.script_tools.get(&call.name) {
+                Some(t) => tools::run_script(t, &call.arguments, &ctx).await,
+                None => tools::run_builtin(&call.name, &call.arguments, &ctx).await,
+            }
         } else {
-            let ctx = ToolContext {
-                sandbox: self.sandbox,
-                workdir,
-                harness: h,
-            };
-            tools::run_builtin(&call.name, &call.arguments, &ctx).await
+            // Refused up front in `run_with_host_tools`; kept as an answer, never a panic.
+            Err(ToolError::RespondToModel(format!(
+                "`{}` needs a sandbox, and this session has none",
+                call.name
+            )))
         };
         let (content, is_error) = match outcome {
             Ok(o) => (o.content, o.is_error),
@@ -502,14 +515,18 @@ impl Run<'_> {
             state.spill_count,
             sanitize(&call.name)
         );
-        let content = match tools::spill(
-            content,
-            h.config.context.max_tool_output_chars,
-            &path,
-            self.sandbox,
-        )
-        .await
-        {
+        let limit = h.config.context.max_tool_output_chars;
+        let spilled = match self.sandbox {
+            Some(sandbox) => tools::spill(content, limit, &path, sandbox).await,
+            // Nowhere to keep the whole output: the model gets its head and tail.
+            None => Ok(autoagent_harbor::text::cut_middle(
+                &content,
+                limit,
+                "[... output cut: this session has no sandbox to keep it whole ...]",
+            )
+            .into_owned()),
+        };
+        let content = match spilled {
             Ok(c) => c,
             Err(ToolError::Fatal(e)) => return Err(RunError::Sandbox(e)),
             Err(ToolError::RespondToModel(m)) => m,
@@ -595,15 +612,7 @@ impl Run<'_> {
 /// characters (the summary needs what happened, not every byte).
 fn transcript(messages: &[Message]) -> String {
     const MAX: usize = 3000;
-    let cut = |s: &str| {
-        if s.chars().count() <= MAX {
-            s.to_owned()
-        } else {
-            let head: String = s.chars().take(MAX / 2).collect();
-            let tail: String = s.chars().skip(s.chars().count() - MAX / 2).collect();
-            format!("{head}\n[...]\n{tail}")
-        }
-    };
+    let cut = |s: &str| autoagent_harbor::text::cut_middle(s, MAX, "[...]").into_owned();
     let mut out = String::from("<conversation so far>\n");
     for m in messages {
         let who = match m.role {
@@ -662,6 +671,23 @@ fn sanitize(name: &str) -> String {
 }
 
 /// The OpenAI function-calling form of a tool, as ATIF's `tool_definitions` expects.
+/// The tools of the harness (main agent and sub-agents) that run in the sandbox.
+fn sandbox_tools(h: &Harness) -> Vec<&str> {
+    let mut names: Vec<&str> = h
+        .config
+        .agent
+        .tools
+        .iter()
+        .chain(h.config.subagents.iter().flat_map(|s| s.tools.iter()))
+        .map(String::as_str)
+        .filter(|n| *n != tools::finish::NAME && h.subagent(n).is_none())
+        .chain(h.script_tools.keys().map(String::as_str))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 fn openai_function(t: &ToolSpec) -> Value {
     json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}})
 }
@@ -671,22 +697,21 @@ fn finalize_steps(t: &mut Trajectory) {
         total_steps: Some(t.steps.len() as u64),
         ..FinalMetrics::default()
     };
-    let (mut p, mut c, mut k, mut cost, mut known) = (0, 0, 0, 0.0, true);
-    for s in &t.steps {
-        if let Some(m) = &s.metrics {
-            p += m.prompt_tokens.unwrap_or(0);
-            c += m.completion_tokens.unwrap_or(0);
-            k += m.cached_tokens.unwrap_or(0);
-            match m.cost_usd {
-                Some(x) => cost += x,
-                None => known = false,
-            }
-        }
+    let (mut p, mut c, mut k) = (0, 0, 0);
+    for m in t.steps.iter().filter_map(|s| s.metrics.as_ref()) {
+        p += m.prompt_tokens.unwrap_or(0);
+        c += m.completion_tokens.unwrap_or(0);
+        k += m.cached_tokens.unwrap_or(0);
     }
     fm.total_prompt_tokens = Some(p);
     fm.total_completion_tokens = Some(c);
     fm.total_cached_tokens = Some(k);
-    fm.total_cost_usd = known.then_some(cost);
+    fm.total_cost_usd = autoagent_harbor::cost::sum(
+        t.steps
+            .iter()
+            .filter_map(|s| s.metrics.as_ref())
+            .map(|m| m.cost_usd),
+    );
     t.final_metrics = Some(fm);
 }
 

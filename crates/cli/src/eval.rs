@@ -1,16 +1,16 @@
 //! `autoagent eval`: run an agent on tasks, show progress, print the results table.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use autoagent_eval::job::{JobConfig, JobOutcome};
-use autoagent_eval::{NopAgent, OracleAgent, TrialAgent, is_infrastructure};
+use autoagent_eval::{NopAgent, OracleAgent, TrialAgent};
 use autoagent_harbor::TrialResult;
+use autoagent_settings::{AttemptsDefault, EvalFlags, resolve_eval};
 use indicatif::ProgressBar;
-use tokio_util::sync::CancellationToken;
 
 use crate::sandbox::{SandboxKind, backend};
 
@@ -36,9 +36,9 @@ pub struct EvalArgs {
     /// Trials run at once. Default: `[eval].concurrency` of ./autoagent.toml, else 4.
     #[arg(short = 'n', long = "n-concurrent")]
     pub n_concurrent: Option<usize>,
-    /// Trials per task.
-    #[arg(short = 'k', long = "n-attempts", default_value_t = 1)]
-    pub n_attempts: u32,
+    /// Trials per task (1 unless given, also in a workspace).
+    #[arg(short = 'k', long = "n-attempts")]
+    pub n_attempts: Option<u32>,
     /// Where job folders go.
     #[arg(short = 'o', long = "jobs-dir", default_value = "jobs")]
     pub jobs_dir: PathBuf,
@@ -51,29 +51,47 @@ pub struct EvalArgs {
     /// Leave out tasks whose name matches (a glob; repeatable).
     #[arg(short = 'x', long = "exclude-task-name")]
     pub exclude: Vec<String>,
-    /// Where trials run; default: docker when a daemon answers, else local.
+    /// Where trials run. Default: `[eval].sandbox` of ./autoagent.toml, else docker when a
+    /// daemon answers, else local.
     #[arg(long, value_enum)]
     pub sandbox: Option<SandboxKind>,
-    /// Retries of a trial that failed for an infrastructure reason.
-    #[arg(short = 'r', long, default_value_t = 0)]
-    pub max_retries: u32,
+    /// Retries of a trial that failed for an infrastructure reason. Default:
+    /// `[eval].max_retries` of ./autoagent.toml, else 0.
+    #[arg(short = 'r', long)]
+    pub max_retries: Option<u32>,
     /// Rebuild task images even when cached or prebuilt.
     #[arg(long)]
     pub force_build: bool,
-    /// Scales every task timeout.
-    #[arg(long, default_value_t = 1.0)]
-    pub timeout_multiplier: f64,
+    /// Scales every task timeout. Default: `[eval].timeout_multiplier` of ./autoagent.toml, else 1.
+    #[arg(long)]
+    pub timeout_multiplier: Option<f64>,
     /// Print the job's result.json instead of the table.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub model: crate::harness::ModelArgs,
+    pub model: crate::settings::ModelArgs,
     /// The harness dir, for `-a harness`.
     #[arg(long, default_value = "harness")]
     pub harness: PathBuf,
 }
 
+impl EvalArgs {
+    pub fn eval_flags(&self) -> EvalFlags {
+        EvalFlags {
+            tasks: self.path.clone(),
+            concurrency: self.n_concurrent,
+            attempts: self.n_attempts,
+            sandbox: self.sandbox.map(|s| s.as_str().to_owned()),
+            max_retries: self.max_retries,
+            timeout_multiplier: self.timeout_multiplier,
+        }
+    }
+}
+
 pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    // Inside a workspace, its settings are the defaults (k stays Harbor's 1 unless given).
+    let ws = crate::settings::current_workspace()?;
+    let settings = resolve_eval(&args.eval_flags(), ws.as_ref(), AttemptsDefault::One);
     let mut model_name = None;
     let mut agent_kwargs = std::collections::BTreeMap::new();
     let agent: Arc<dyn TrialAgent> = match args.agent {
@@ -81,7 +99,10 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         AgentKind::Nop => Arc::new(NopAgent),
         AgentKind::Harness => {
             let harness = crate::harness::load(&args.harness)?;
-            let (cfg, env) = args.model.resolve(&harness)?;
+            let env = crate::settings::env_in(Path::new("."))?;
+            let cfg =
+                crate::settings::models(&args.model.flags(), &env, ws.as_ref(), Some(&harness))?
+                    .task;
             model_name = Some(cfg.model.clone());
             agent_kwargs.insert("harness".to_owned(), harness.dir.display().to_string());
             // Resuming after the harness changed would mix two harnesses in one job.
@@ -96,26 +117,12 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             ))
         }
     };
-    if !(args.timeout_multiplier.is_finite()
-        && args.timeout_multiplier > 0.0
-        && args.timeout_multiplier <= 1000.0)
-    {
-        anyhow::bail!(
-            "--timeout-multiplier: expected a number above 0 (at most 1000), found {}",
-            args.timeout_multiplier
-        );
+    let m = settings.timeout_multiplier;
+    if !(m.is_finite() && m > 0.0 && m <= 1000.0) {
+        anyhow::bail!("--timeout-multiplier: expected a number above 0 (at most 1000), found {m}");
     }
-    // Inside a workspace, its settings are the defaults (k stays Harbor's 1 unless given).
-    let ws = autoagent_optimize::WorkspaceConfig::load(std::path::Path::new("autoagent.toml"))?;
-    let path = args
-        .path
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&ws.eval.tasks));
-    let n_concurrent = args.n_concurrent.unwrap_or(ws.eval.concurrency);
-    let sandbox = args
-        .sandbox
-        .or(SandboxKind::from_config(ws.eval.sandbox.as_deref()));
-    let backend = backend(sandbox).await?;
+    let path = settings.tasks.clone();
+    let backend = backend(SandboxKind::from_config(settings.sandbox.as_deref())).await?;
     let config = JobConfig {
         job_name: args.job_name.clone().unwrap_or_else(|| {
             chrono::Local::now()
@@ -127,15 +134,15 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         agent: agent.name().to_owned(),
         model: model_name,
         agent_kwargs,
-        n_attempts: args.n_attempts.max(1),
-        max_retries: args.max_retries,
+        n_attempts: settings.attempts,
+        max_retries: settings.max_retries,
         include: args.include.clone(),
         exclude: args.exclude.clone(),
         sandbox: backend.kind().to_owned(),
         force_build: args.force_build,
-        timeout_multiplier: args.timeout_multiplier,
+        timeout_multiplier: settings.timeout_multiplier,
         disable_verification: false,
-        n_concurrent: n_concurrent.max(1),
+        n_concurrent: settings.concurrency,
     };
     let bar = if args.json {
         ProgressBar::hidden()
@@ -144,13 +151,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     };
     bar.enable_steady_tick(Duration::from_millis(250));
     let progress = Arc::new(crate::progress::JobProgress::new(bar.clone(), ""));
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
-        }
-    });
+    let cancel = crate::interrupt::on_ctrl_c();
     let outcome = autoagent_eval::run_job(&config, backend, agent, progress, cancel)
         .await
         .context("eval")?;
@@ -203,9 +204,9 @@ pub fn render_summary(o: &JobOutcome) -> String {
                 .join(","),
             None => "-".to_owned(),
         };
-        let error = match t.exception_type() {
-            Some(e) if is_infrastructure(e) => format!("{e} (infrastructure)"),
-            Some(e) => e.to_owned(),
+        let error = match t.exception() {
+            Some(e) if e.is_infrastructure() => format!("{e} (infrastructure)"),
+            Some(e) => e.to_string(),
             None => String::new(),
         };
         let row = format!(
@@ -236,7 +237,7 @@ pub fn render_summary(o: &JobOutcome) -> String {
     let infra: Vec<&TrialResult> = o
         .trials
         .iter()
-        .filter(|t| t.exception_type().is_some_and(is_infrastructure))
+        .filter(|t| t.is_infrastructure_error())
         .collect();
     let scored = o.trials.len() - infra.len();
     let _ = writeln!(
@@ -251,7 +252,7 @@ pub fn render_summary(o: &JobOutcome) -> String {
         let sum: f64 = o
             .trials
             .iter()
-            .filter(|t| !t.exception_type().is_some_and(is_infrastructure))
+            .filter(|t| !t.is_infrastructure_error())
             .map(|t| t.reward().unwrap_or(0.0))
             .sum();
         let _ = writeln!(

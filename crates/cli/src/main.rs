@@ -7,12 +7,14 @@ use clap::{Parser, Subcommand};
 
 mod eval;
 mod harness;
+mod interrupt;
 mod models;
 mod optimize;
 mod progress;
 mod report;
 mod run;
 mod sandbox;
+mod settings;
 mod view;
 
 #[derive(Parser)]
@@ -46,8 +48,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AUTOAGENT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env(
+                autoagent_settings::env_vars::AUTOAGENT_LOG,
+            )
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .with_target(false)

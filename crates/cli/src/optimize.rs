@@ -5,13 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use autoagent_eval::JobObserver;
-use autoagent_llm::{EnvSource, ModelConfig};
-use autoagent_optimize::config::Holdout;
 use autoagent_optimize::{OptimizeError, Options, Reporter, Workspace};
+use autoagent_settings::{AttemptsDefault, EvalFlags, Holdout, ModelFlags, resolve_eval};
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio_util::sync::CancellationToken;
 
 use crate::sandbox::{SandboxKind, backend};
 
@@ -87,27 +84,48 @@ impl Reporter for CliReporter {
     fn job_observer(&self) -> Arc<dyn JobObserver> {
         self.observer.clone()
     }
-    fn meta_step(&self, experiment: u32, calls: u64, tokens: u64) {
+    fn meta_step(&self, experiment: autoagent_optimize::ExperimentId, calls: u64, tokens: u64) {
         self.bar.set_style(
             ProgressStyle::with_template("[{elapsed_precise}] {spinner} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         self.bar.set_message(format!(
-            "exp-{experiment:04}: meta-agent thinking: {calls} model calls, {}k tokens",
+            "{experiment}: meta-agent thinking: {calls} model calls, {}k tokens",
             tokens / 1000
         ));
     }
 }
 
+impl OptimizeArgs {
+    pub(crate) fn model_flags(&self) -> ModelFlags {
+        ModelFlags {
+            model: self.model.clone(),
+            meta_model: self.meta_model.clone(),
+            base_url: self.base_url.clone(),
+        }
+    }
+
+    fn eval_flags(&self) -> EvalFlags {
+        EvalFlags {
+            concurrency: self.concurrency,
+            attempts: self.attempts,
+            sandbox: self.sandbox.map(|s| s.as_str().to_owned()),
+            ..EvalFlags::default()
+        }
+    }
+}
+
 pub async fn run(args: OptimizeArgs) -> anyhow::Result<ExitCode> {
     let mut ws = Workspace::open(&args.workspace)?;
+    let eval = resolve_eval(
+        &args.eval_flags(),
+        Some(&ws.config),
+        AttemptsDefault::Workspace,
+    );
     let c = &mut ws.config;
-    if let Some(n) = args.concurrency {
-        c.eval.concurrency = n.max(1);
-    }
-    if let Some(k) = args.attempts {
-        c.eval.attempts = k.max(1);
-    }
+    c.eval.concurrency = eval.concurrency;
+    c.eval.attempts = eval.attempts;
+    c.eval.sandbox = eval.sandbox;
     if args.max_iterations.is_some() {
         c.optimize.max_iterations = args.max_iterations;
     }
@@ -129,53 +147,14 @@ pub async fn run(args: OptimizeArgs) -> anyhow::Result<ExitCode> {
             ),
         };
     }
-    let env = EnvSource::process_with_dotenv(&ws.root.join(".env")).context("reading .env")?;
+    let env = crate::settings::env_in(&ws.root)?;
     let harness = crate::harness::load(&ws.harness_dir())?;
-    let task = args
-        .model
-        .clone()
-        .or_else(|| ws.config.models.task.clone())
-        .or_else(|| harness.config.agent.model.clone())
-        .or_else(|| env.get("AUTOAGENT_MODEL"))
-        .context("no task model: pass --model or set [models].task in autoagent.toml")?;
-    let meta = args
-        .meta_model
-        .clone()
-        .or_else(|| ws.config.models.meta.clone())
-        .unwrap_or_else(|| task.clone());
-    let base_url = args
-        .base_url
-        .clone()
-        .or_else(|| ws.config.models.base_url.clone());
-    let same_provider = task.split('/').next() == meta.split('/').next();
-    let meta_base_url = ws.config.models.meta_base_url.clone().or_else(|| {
-        if same_provider {
-            base_url.clone()
-        } else {
-            None
-        }
-    });
-    let prices = ws.config.models.prices.clone();
-    let task_model = ModelConfig {
-        model: task,
-        base_url,
-        api_key_env: ws.config.models.api_key_env.clone(),
-        prices: prices.clone(),
-        ..ModelConfig::default()
-    };
-    let meta_model = ModelConfig {
-        model: meta,
-        base_url: meta_base_url,
-        prices,
-        ..ModelConfig::default()
-    };
-    let sandbox = args
-        .sandbox
-        .or(SandboxKind::from_config(ws.config.eval.sandbox.as_deref()));
-    let backend = backend(sandbox).await?;
+    let models =
+        crate::settings::models(&args.model_flags(), &env, Some(&ws.config), Some(&harness))?;
+    let backend = backend(SandboxKind::from_config(ws.config.eval.sandbox.as_deref())).await?;
     let opts = Options {
-        task_model,
-        meta_model,
+        task_model: models.task,
+        meta_model: models.meta,
         env,
         backend,
     };
@@ -195,17 +174,7 @@ pub async fn run(args: OptimizeArgs) -> anyhow::Result<ExitCode> {
         opts.meta_model.model,
         ws.state_dir().join("optimize.log").display()
     ));
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
-            // A second Ctrl-C does not wait for the cleanup.
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
-    });
+    let cancel = crate::interrupt::on_ctrl_c();
     let result = autoagent_optimize::optimize(&ws, &opts, &reporter, cancel).await;
     bar.finish_and_clear();
     match result {

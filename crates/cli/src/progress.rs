@@ -36,8 +36,14 @@ impl JobProgress {
         } else {
             format!("{:.3}", sum / n as f64)
         };
+        // A provider pacing us (429/529 or an exhausted rate-limit budget) explains a slow run.
+        let throttled = if autoagent_llm::governor::throttled() {
+            "  throttled"
+        } else {
+            ""
+        };
         self.bar.set_message(format!(
-            "{}running {}  errors {}  mean {mean}",
+            "{}running {}  errors {}  mean {mean}{throttled}",
             self.prefix,
             self.running.load(Ordering::Relaxed),
             self.errors.load(Ordering::Relaxed)

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use autoagent_agent::{Run, RunObserver, Totals, Trajectory};
+use autoagent_agent::{Run, RunObserver, Totals};
+use autoagent_harbor::Trajectory;
 use autoagent_llm::build_model;
 use autoagent_sandbox::docker::DockerBackend;
 use autoagent_sandbox::local::LocalBackend;
@@ -21,7 +22,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "harness")]
     pub harness: PathBuf,
     #[command(flatten)]
-    pub model: crate::harness::ModelArgs,
+    pub model: crate::settings::ModelArgs,
     /// Where the agent's commands run: `docker` (with --image) or `local` (with --workdir).
     #[arg(long, value_enum)]
     pub sandbox: Option<SandboxKind>,
@@ -46,7 +47,9 @@ impl RunObserver for Writer {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let harness = crate::harness::load(&args.harness)?;
-    let (cfg, env) = args.model.resolve(&harness)?;
+    let ws = crate::settings::current_workspace()?;
+    let env = crate::settings::env_in(std::path::Path::new("."))?;
+    let cfg = crate::settings::models(&args.model.flags(), &env, ws.as_ref(), Some(&harness))?.task;
     let model = build_model(&cfg, &env).map_err(|e| anyhow::anyhow!("{e}"))?;
     let run_dir = args.runs_dir.join(
         chrono::Local::now()
@@ -108,12 +111,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         harness: &harness,
         model,
         models: Default::default(),
-        sandbox: sandbox.as_ref(),
+        sandbox: Some(sandbox.as_ref()),
         observer: &writer,
     };
+    let cancel = crate::interrupt::on_ctrl_c();
     let outcome = tokio::select! {
         r = r.run(&args.instruction) => r,
-        _ = tokio::signal::ctrl_c() => {
+        () = cancel.cancelled() => {
             let _ = sandbox.destroy().await;
             anyhow::bail!("interrupted; the trajectory so far is in {}", path.display());
         }

@@ -14,7 +14,14 @@ pub enum SandboxKind {
 }
 
 impl SandboxKind {
-    /// `[eval].sandbox` of autoagent.toml (already checked to be one of the two).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Docker => "docker",
+            Self::Local => "local",
+        }
+    }
+
+    /// A resolved `sandbox` setting (already checked to be one of the two).
     pub fn from_config(s: Option<&str>) -> Option<Self> {
         match s {
             Some("docker") => Some(Self::Docker),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use autoagent_harbor::Task;
+use autoagent_harbor::exception::ExceptionType;
 use autoagent_harbor::result::{AgentResult, ModelInfo};
 use autoagent_sandbox::{ExecRequest, Sandbox, SandboxError};
 
@@ -44,7 +45,10 @@ pub enum AgentError {
     /// The model refused the request for a reason that retrying will not fix (a bad key, an
     /// unknown model, no credit, a context too long). `kind` is Harbor's exception name.
     #[error("{message}")]
-    Model { kind: &'static str, message: String },
+    Model {
+        kind: ExceptionType,
+        message: String,
+    },
     /// Anything else that ends the run (a bug, a bad configuration).
     #[error("{0}")]
     Fatal(String),
@@ -52,15 +56,15 @@ pub enum AgentError {
 
 impl AgentError {
     /// The exception type written to `exception_info`.
-    pub fn exception_type(&self) -> &'static str {
+    pub fn exception_type(&self) -> ExceptionType {
         match self {
-            Self::Timeout(_) => "AgentTimeoutError",
-            Self::NonZeroExit(_) => "NonZeroAgentExitCodeError",
-            Self::FileNotFound(_) => "FileNotFoundError",
-            Self::Sandbox(_) => "RuntimeError",
-            Self::ProviderUnavailable(_) => "ProviderUnavailableError",
-            Self::Model { kind, .. } => kind,
-            Self::Fatal(_) => "RuntimeError",
+            Self::Timeout(_) => ExceptionType::AgentTimeoutError,
+            Self::NonZeroExit(_) => ExceptionType::NonZeroAgentExitCodeError,
+            Self::FileNotFound(_) => ExceptionType::FileNotFoundError,
+            Self::Sandbox(_) => ExceptionType::RuntimeError,
+            Self::ProviderUnavailable(_) => ExceptionType::ProviderUnavailableError,
+            Self::Model { kind, .. } => kind.clone(),
+            Self::Fatal(_) => ExceptionType::RuntimeError,
         }
     }
     /// Whether the trial still goes on to the verifier (Harbor: a timeout or a non-zero exit).
@@ -158,7 +162,7 @@ impl TrialAgent for OracleAgent {
         if let Some(code) = out.exit_code
             && code != 0
         {
-            let _ = autoagent_sandbox::write_shared(
+            let _ = autoagent_harbor::fs::write_shared(
                 &ctx.agent_dir.join("exit-code.txt"),
                 code.to_string().as_bytes(),
             );

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use autoagent_agent::{Harness, Run, RunError, RunObserver, Totals, Trajectory};
+use autoagent_agent::{Harness, Run, RunError, RunObserver, Totals};
+use autoagent_harbor::Trajectory;
+use autoagent_harbor::exception::ExceptionType;
 use autoagent_harbor::result::{AgentResult, ModelInfo};
 use autoagent_llm::{EnvSource, ErrorKind, LlmError, ModelConfig, build_model};
 use autoagent_sandbox::Sandbox;
@@ -66,15 +68,15 @@ fn model_error(e: &LlmError) -> AgentError {
         ErrorKind::Infrastructure | ErrorKind::Malformed => {
             return AgentError::ProviderUnavailable(e.to_string());
         }
-        ErrorKind::Auth => "AgentAuthenticationError",
-        ErrorKind::NotFound => "ModelNotFoundError",
-        ErrorKind::QuotaExhausted => "ApiUsageLimitError",
-        ErrorKind::ContextOverflow => "ContextLengthExceededError",
+        ErrorKind::Auth => ExceptionType::AgentAuthenticationError,
+        ErrorKind::NotFound => ExceptionType::ModelNotFoundError,
+        ErrorKind::QuotaExhausted => ExceptionType::ApiUsageLimitError,
+        ErrorKind::ContextOverflow => ExceptionType::ContextLengthExceededError,
         // The provider refused what the harness asked for (e.g. max_tokens above the model's
         // limit): the harness's doing, scored like any failure of the agent.
-        ErrorKind::BadRequest | ErrorKind::Config => "ModelRequestError",
+        ErrorKind::BadRequest | ErrorKind::Config => ExceptionType::ModelRequestError,
         // A test's script went wrong: loud, never a score.
-        ErrorKind::Script => "ScriptedModelError",
+        ErrorKind::Script => ExceptionType::ScriptedModelError,
     };
     AgentError::Model {
         kind,
@@ -128,7 +130,7 @@ impl TrialAgent for HarnessAgent {
             harness: &self.harness,
             model,
             models,
-            sandbox: env,
+            sandbox: Some(env),
             observer: &recorder,
         };
         match run.run(instruction).await {

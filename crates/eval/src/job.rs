@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use autoagent_harbor::layout::sort_trials;
 use autoagent_harbor::result::{
     EvalStats, JobResult, JobStats, evals_key, mean_metric, pass_at_k, python_number_str,
 };
-use autoagent_harbor::{Dataset, InvalidTask, Task, TrialResult};
+use autoagent_harbor::{Dataset, InvalidTask, JobDir, Task, TrialResult};
 use autoagent_sandbox::Backend;
 use chrono::Local;
 use rand::Rng;
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::TrialAgent;
-use crate::trial::{NOT_RETRIED, TrialSpec, run_trial};
+use crate::trial::{TrialSpec, run_trial};
 
 /// The sandbox label that carries the job's id.
 pub const JOB_LABEL: &str = "autoagent.job";
@@ -212,10 +213,11 @@ pub async fn run_job(
     let job_dir = config.job_dir();
     std::fs::create_dir_all(&job_dir).map_err(io_err(format!("creating {}", job_dir.display())))?;
     let job_dir = std::path::absolute(&job_dir).unwrap_or(job_dir);
-    let log = JobLog::open(&job_dir.join("job.log"));
+    let job = JobDir::new(&job_dir);
+    let log = JobLog::open(&job.log_path());
 
     // Resume: the same config, finished trials kept, unfinished trial dirs removed.
-    let config_path = job_dir.join("config.json");
+    let config_path = job.config_path();
     let mut previous_result: Option<JobResult> = None;
     if config_path.is_file() {
         let text = std::fs::read_to_string(&config_path)
@@ -234,9 +236,7 @@ pub async fn run_job(
                 diff: config_diff(&old, config),
             });
         }
-        previous_result = std::fs::read_to_string(job_dir.join("result.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
+        previous_result = job.read_result().ok();
         log.line("resuming");
     } else {
         let bytes = serde_json::to_vec_pretty(config).unwrap_or_default();
@@ -244,22 +244,16 @@ pub async fn run_job(
             .map_err(io_err(format!("writing {}", config_path.display())))?;
     }
     let mut done: Vec<TrialResult> = Vec::new();
-    for entry in
-        std::fs::read_dir(&job_dir).map_err(io_err(format!("listing {}", job_dir.display())))?
+    for trial in job
+        .trial_dirs()
+        .map_err(io_err(format!("listing {}", job_dir.display())))?
     {
-        let Ok(entry) = entry else { continue };
-        let path = entry.path();
-        if !path.is_dir() {
-            continue;
-        }
-        match std::fs::read_to_string(path.join("result.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<TrialResult>(&t).ok())
-        {
-            Some(r) => done.push(r),
-            None => {
+        match trial.read_result() {
+            Ok(r) => done.push(r),
+            Err(_) => {
+                let path = trial.path();
                 log.line(&format!("removing unfinished trial {}", path.display()));
-                std::fs::remove_dir_all(&path)
+                std::fs::remove_dir_all(path)
                     .map_err(io_err(format!("removing {}", path.display())))?;
             }
         }
@@ -322,7 +316,7 @@ pub async fn run_job(
         running: 0,
         pending: todo.len() as u64,
     }));
-    write_job_result(&job_dir, &live, config, false);
+    write_job_result(&job, &live, config, false);
 
     let semaphore = Arc::new(tokio::sync::Semaphore::new(config.n_concurrent.max(1)));
     let mut set = tokio::task::JoinSet::new();
@@ -333,7 +327,7 @@ pub async fn run_job(
         let agent = agent.clone();
         let observer = observer.clone();
         let live = live.clone();
-        let job_dir = job_dir.clone();
+        let job = job.clone();
         let config = config.clone();
         let log = log.clone();
         let cancel = cancel.clone();
@@ -352,13 +346,13 @@ pub async fn run_job(
             }
             let name = trial_name(&task.name);
             let spec = TrialSpec {
-                trial_dir: job_dir.join(&name),
+                trial_dir: job.trial(&name).path().to_path_buf(),
                 trial_name: name.clone(),
                 source,
                 force_build: config.force_build,
                 timeout_multiplier: config.timeout_multiplier,
                 disable_verification: config.disable_verification,
-                config: trial_config_json(&config, &task, &name, &job_dir, &job_id),
+                config: trial_config_json(&config, &task, &name, job.path(), &job_id),
                 labels: BTreeMap::from([(JOB_LABEL.to_owned(), job_id)]),
                 task,
             };
@@ -370,10 +364,8 @@ pub async fn run_job(
                     r = run_trial(&spec, backend.as_ref(), agent.as_ref()) => r,
                     () = cancel.cancelled() => return,
                 };
-                let retry = match r.exception_type() {
-                    Some(kind) => !NOT_RETRIED.contains(&kind) && attempt < config.max_retries,
-                    None => false,
-                };
+                let retry =
+                    r.exception().is_some_and(|e| e.is_retried()) && attempt < config.max_retries;
                 if !retry {
                     break r;
                 }
@@ -406,7 +398,7 @@ pub async fn run_job(
                 l.running = l.running.saturating_sub(1);
                 l.trials.push(result.clone());
             }
-            write_job_result(&job_dir, &live, &config, false);
+            write_job_result(&job, &live, &config, false);
             observer.trial_finished(&result);
         });
     }
@@ -430,7 +422,7 @@ pub async fn run_job(
     if cancelled {
         backend.destroy_all().await;
     }
-    write_job_result(&job_dir, &live, config, !cancelled);
+    write_job_result(&job, &live, config, !cancelled);
     let (result, mut trials) = {
         let l = live.lock().map_err(|_| JobError::Io {
             context: "job state".to_owned(),
@@ -438,7 +430,7 @@ pub async fn run_job(
         })?;
         (l.result.clone(), l.trials.clone())
     };
-    trials.sort_by(|a, b| (&a.task_name, &a.trial_name).cmp(&(&b.task_name, &b.trial_name)));
+    sort_trials(&mut trials);
     Ok(JobOutcome {
         job_dir,
         result,
@@ -493,7 +485,7 @@ fn config_diff(old: &JobConfig, new: &JobConfig) -> String {
 
 /// Computes the job stats from the trials so far and rewrites `<job>/result.json`
 /// (atomically: written to a temp file, then renamed).
-fn write_job_result(job_dir: &Path, live: &Mutex<Live>, config: &JobConfig, finished: bool) {
+fn write_job_result(job: &JobDir, live: &Mutex<Live>, config: &JobConfig, finished: bool) {
     let Ok(mut l) = live.lock() else { return };
     let now = Local::now().naive_local();
     let stats = compute_stats(
@@ -508,12 +500,9 @@ fn write_job_result(job_dir: &Path, live: &Mutex<Live>, config: &JobConfig, fini
     if finished {
         l.result.finished_at = Some(now);
     }
-    let bytes = serde_json::to_vec_pretty(&l.result).unwrap_or_default();
+    let result = l.result.clone();
     drop(l);
-    let tmp = job_dir.join(".result.json.tmp");
-    if std::fs::write(&tmp, bytes).is_ok() {
-        let _ = std::fs::rename(&tmp, job_dir.join("result.json"));
-    }
+    let _ = job.write_result(&result);
 }
 
 /// Harbor's job stats (spec §7-8) over the finished trials.
@@ -572,9 +561,11 @@ pub fn compute_stats(
         let vals: Vec<u64> = trials.iter().filter_map(f).collect();
         (!vals.is_empty()).then(|| vals.iter().sum())
     };
-    let costs: Vec<f64> = trials
+    // The trials whose agent ran and reported; like the token counts, the cost is null when
+    // none did.
+    let reported: Vec<_> = trials
         .iter()
-        .filter_map(|t| t.agent_result.as_ref()?.cost_usd)
+        .filter_map(|t| t.agent_result.as_ref())
         .collect();
     JobStats {
         n_completed_trials: trials.len() as u64,
@@ -587,7 +578,11 @@ pub fn compute_stats(
         n_input_tokens: sum_opt(&|t| t.agent_result.as_ref()?.n_input_tokens),
         n_cache_tokens: sum_opt(&|t| t.agent_result.as_ref()?.n_cache_tokens),
         n_output_tokens: sum_opt(&|t| t.agent_result.as_ref()?.n_output_tokens),
-        cost_usd: (!costs.is_empty()).then(|| costs.iter().sum()),
+        cost_usd: if reported.is_empty() {
+            None
+        } else {
+            autoagent_harbor::cost::sum(reported.iter().map(|a| a.cost_usd))
+        },
     }
 }
 

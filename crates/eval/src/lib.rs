@@ -9,4 +9,4 @@ pub mod trial;
 pub use agent::{AgentError, NopAgent, OracleAgent, TrialAgent, TrialContext};
 pub use harness_agent::HarnessAgent;
 pub use job::{JobConfig, JobObserver, JobOutcome, run_job};
-pub use trial::{TrialSpec, is_infrastructure, run_trial};
+pub use trial::{TrialSpec, run_trial};

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use autoagent_harbor::Task;
+use autoagent_harbor::exception::ExceptionType;
+use autoagent_harbor::fs::read_shared;
 use autoagent_harbor::result::{
     AgentInfo, AgentResult, ExceptionInfo, Rewards, TaskId, TimingInfo, TrialResult, VerifierResult,
 };
+use autoagent_harbor::{Task, TrialDir};
 use autoagent_sandbox::{Backend, EnvironmentSpec, ExecRequest, Mount, Sandbox, SandboxError};
 use chrono::Utc;
 
@@ -17,45 +19,6 @@ use crate::agent::{AgentError, TrialAgent, TrialContext};
 
 /// Harbor's default agent setup timeout (`BaseAgent.DEFAULT_SETUP_TIMEOUT_SEC`).
 const AGENT_SETUP_TIMEOUT: Duration = Duration::from_secs(360);
-
-/// The exception types that are a valid measurement of the task, never retried
-/// (Harbor's default `RetryConfig.exclude_exceptions`).
-pub const NOT_RETRIED: &[&str] = &[
-    "AgentTimeoutError",
-    "VerifierTimeoutError",
-    "RewardFileNotFoundError",
-    "RewardFileEmptyError",
-    "VerifierOutputParseError",
-    "ApiUsageLimitError",
-    "AgentSafetyRefusalError",
-    "AgentAuthenticationError",
-    "ModelNotFoundError",
-    "UnsupportedModelParametersError",
-    "ContextLengthExceededError",
-    "ModelRequestError",
-    "ScriptedModelError",
-];
-
-/// Exception types that say something about the agent or the task, not the infrastructure.
-/// Everything else (image builds, container starts, the daemon, the model provider) is
-/// infrastructure: reported apart and never read as a score.
-pub const TASK_OUTCOMES: &[&str] = &[
-    "AgentTimeoutError",
-    "NonZeroAgentExitCodeError",
-    "VerifierTimeoutError",
-    "RewardFileNotFoundError",
-    "RewardFileEmptyError",
-    "VerifierOutputParseError",
-    // The harness let its context overflow, or asked the model for what it refuses: properties
-    // of the agent being measured.
-    "ContextLengthExceededError",
-    "ModelRequestError",
-];
-
-/// Whether a trial's exception is an infrastructure failure.
-pub fn is_infrastructure(exception_type: &str) -> bool {
-    !TASK_OUTCOMES.contains(&exception_type)
-}
 
 /// Everything a trial needs.
 #[derive(Clone)]
@@ -77,13 +40,13 @@ pub struct TrialSpec {
 /// A trial-level failure: the exception type and its message.
 #[derive(Debug)]
 struct Failure {
-    kind: &'static str,
+    kind: ExceptionType,
     message: String,
     detail: String,
 }
 
 impl Failure {
-    fn new(kind: &'static str, message: impl Into<String>) -> Self {
+    fn new(kind: ExceptionType, message: impl Into<String>) -> Self {
         let message = message.into();
         Self {
             kind,
@@ -96,8 +59,8 @@ impl Failure {
 impl From<SandboxError> for Failure {
     fn from(e: SandboxError) -> Self {
         let kind = match &e {
-            SandboxError::StartTimeout(_) => "EnvironmentStartTimeoutError",
-            _ => "RuntimeError",
+            SandboxError::StartTimeout(_) => ExceptionType::EnvironmentStartTimeoutError,
+            _ => ExceptionType::RuntimeError,
         };
         Self {
             kind,
@@ -127,10 +90,9 @@ fn scaled(base: Option<f64>, multiplier: f64) -> Option<Duration> {
     base.map(|s| Duration::from_secs_f64((s * multiplier).max(0.0)))
 }
 
-fn make_dirs(trial_dir: &Path) -> std::io::Result<()> {
+fn make_dirs(trial_dir: &TrialDir) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    for d in ["agent", "verifier", "artifacts/logs/artifacts"] {
-        let p = trial_dir.join(d);
+    for (p, _) in trial_dir.mounts() {
         std::fs::create_dir_all(&p)?;
         // World-writable, so that non-root users in the container can write their logs.
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777))?;
@@ -146,12 +108,12 @@ pub async fn run_trial(
     agent: &dyn TrialAgent,
 ) -> TrialResult {
     let task = &spec.task;
-    let trial_dir = &spec.trial_dir;
+    let trial_dir = &TrialDir::new(&spec.trial_dir);
     let mut result = TrialResult {
         id: uuid::Uuid::new_v4().to_string(),
         task_name: task.name.clone(),
         trial_name: spec.trial_name.clone(),
-        trial_uri: format!("file://{}", trial_dir.display()),
+        trial_uri: format!("file://{}", trial_dir.path().display()),
         task_id: TaskId {
             path: task.dir.display().to_string(),
         },
@@ -175,8 +137,8 @@ pub async fn run_trial(
         verifier: None,
         step_results: None,
     };
-    let _ = std::fs::create_dir_all(trial_dir);
-    let log = TrialLog::open(&trial_dir.join("trial.log"));
+    let _ = std::fs::create_dir_all(trial_dir.path());
+    let log = TrialLog::open(&trial_dir.log_path());
     log.line(&format!(
         "trial {} of task {} ({})",
         spec.trial_name,
@@ -186,19 +148,32 @@ pub async fn run_trial(
     if let Err(e) = make_dirs(trial_dir) {
         record(
             &mut result,
-            Failure::new("RuntimeError", format!("creating the trial dirs: {e}")),
+            Failure::new(
+                ExceptionType::RuntimeError,
+                format!("creating the trial dirs: {e}"),
+            ),
             trial_dir,
             &log,
         );
         return finish(result, trial_dir, &log);
     }
     let _ = std::fs::write(
-        trial_dir.join("config.json"),
+        trial_dir.config_path(),
         serde_json::to_vec_pretty(&spec.config).unwrap_or_default(),
     );
 
     let mut sandbox: Option<Box<dyn Sandbox>> = None;
-    if let Err(f) = run_phases(spec, backend, agent, &mut result, &mut sandbox, &log).await {
+    if let Err(f) = run_phases(
+        spec,
+        trial_dir,
+        backend,
+        agent,
+        &mut result,
+        &mut sandbox,
+        &log,
+    )
+    .await
+    {
         record(&mut result, f, trial_dir, &log);
     }
     if let Some(sb) = sandbox {
@@ -211,35 +186,27 @@ pub async fn run_trial(
     finish(result, trial_dir, &log)
 }
 
-fn finish(mut result: TrialResult, trial_dir: &Path, log: &TrialLog) -> TrialResult {
+fn finish(mut result: TrialResult, trial_dir: &TrialDir, log: &TrialLog) -> TrialResult {
     result.finished_at = Some(Utc::now());
-    match serde_json::to_vec_pretty(&result) {
-        Ok(bytes) => {
-            // Written to a temp file and renamed: a result.json is either whole or absent,
-            // which is what resume relies on.
-            let tmp = trial_dir.join(".result.json.tmp");
-            if std::fs::write(&tmp, bytes).is_ok() {
-                let _ = std::fs::rename(&tmp, trial_dir.join("result.json"));
-            }
-        }
-        Err(e) => log.line(&format!("serializing result.json: {e}")),
+    if let Err(e) = trial_dir.write_result(&result) {
+        log.line(&format!("writing result.json: {e}"));
     }
     log.line("done");
     result
 }
 
-fn record(result: &mut TrialResult, f: Failure, trial_dir: &Path, log: &TrialLog) {
+fn record(result: &mut TrialResult, f: Failure, trial_dir: &TrialDir, log: &TrialLog) {
     log.line(&format!("{}: {}", f.kind, f.message));
     // Only the first exception is kept, as in Harbor.
     if result.exception_info.is_some() {
         return;
     }
     let _ = std::fs::write(
-        trial_dir.join("exception.txt"),
+        trial_dir.exception_path(),
         format!("{}: {}\n\n{}\n", f.kind, f.message, f.detail),
     );
     result.exception_info = Some(ExceptionInfo {
-        exception_type: f.kind.to_owned(),
+        exception_type: f.kind,
         exception_message: f.message,
         exception_traceback: f.detail,
         occurred_at: Utc::now(),
@@ -248,9 +215,9 @@ fn record(result: &mut TrialResult, f: Failure, trial_dir: &Path, log: &TrialLog
 
 /// Files written into the bind-mounted log dirs by root in the container are owned by root on
 /// the host; hand them back to the user who runs autoagent (as Harbor does before stopping).
-async fn give_back_logs(sb: &dyn Sandbox, trial_dir: &Path) {
+async fn give_back_logs(sb: &dyn Sandbox, trial_dir: &TrialDir) {
     use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(trial_dir) else {
+    let Ok(meta) = std::fs::metadata(trial_dir.path()) else {
         return;
     };
     if meta.uid() == 0 {
@@ -271,6 +238,7 @@ async fn give_back_logs(sb: &dyn Sandbox, trial_dir: &Path) {
 
 async fn run_phases(
     spec: &TrialSpec,
+    trial_dir: &TrialDir,
     backend: &dyn Backend,
     agent: &dyn TrialAgent,
     result: &mut TrialResult,
@@ -308,20 +276,14 @@ async fn run_phases(
             })
             .collect(),
         workdir: cfg.environment.workdir.clone(),
-        mounts: vec![
-            Mount {
-                host: spec.trial_dir.join("agent"),
-                target: "/logs/agent".to_owned(),
-            },
-            Mount {
-                host: spec.trial_dir.join("verifier"),
-                target: "/logs/verifier".to_owned(),
-            },
-            Mount {
-                host: spec.trial_dir.join("artifacts/logs/artifacts"),
-                target: "/logs/artifacts".to_owned(),
-            },
-        ],
+        mounts: trial_dir
+            .mounts()
+            .into_iter()
+            .map(|(host, target)| Mount {
+                host,
+                target: target.to_owned(),
+            })
+            .collect(),
         labels: spec.labels.clone(),
         start_timeout: scaled(Some(cfg.environment.build_timeout_sec), m),
     };
@@ -348,7 +310,7 @@ async fn run_phases(
     let ctx = TrialContext {
         task: task.clone(),
         trial_name: spec.trial_name.clone(),
-        agent_dir: spec.trial_dir.join("agent"),
+        agent_dir: trial_dir.agent_dir(),
         timeout: scaled(cfg.agent.timeout_sec, m),
         user: user.clone(),
     };
@@ -359,7 +321,7 @@ async fn run_phases(
     match setup_res {
         Err(_) => {
             return Err(Failure::new(
-                "AgentSetupTimeoutError",
+                ExceptionType::AgentSetupTimeoutError,
                 format!("agent setup timed out after {AGENT_SETUP_TIMEOUT:?}"),
             ));
         }
@@ -395,19 +357,19 @@ async fn run_phases(
             if !e.continues_to_verifier() {
                 return Err(agent_failure(&e));
             }
-            record(result, agent_failure(&e), &spec.trial_dir, log);
+            record(result, agent_failure(&e), trial_dir, log);
         }
     }
     log.line("agent finished");
 
     // 4. Artifacts, after the agent and before the verifier.
-    collect_artifacts(sb, task, &spec.trial_dir, log).await;
+    collect_artifacts(sb, task, trial_dir, log).await;
 
     // 5. Verifier.
     if !spec.disable_verification {
         let mut vt = TimingInfo::start();
         result.verifier = Some(vt.clone());
-        let verdict = verify(sb, task, &spec.trial_dir, m).await;
+        let verdict = verify(sb, task, trial_dir, m).await;
         vt.finish();
         result.verifier = Some(vt);
         let rewards = verdict?;
@@ -452,7 +414,7 @@ async fn healthcheck(
         last = format!("exit {:?}: {}", out.exit_code, out.stderr.trim());
     }
     Err(Failure::new(
-        "HealthcheckError",
+        ExceptionType::HealthcheckError,
         format!(
             "healthcheck `{}` failed {} times; last: {last}",
             hc.command,
@@ -467,18 +429,18 @@ async fn healthcheck(
 async fn verify(
     sb: &dyn Sandbox,
     task: &Task,
-    trial_dir: &Path,
+    trial_dir: &TrialDir,
     multiplier: f64,
 ) -> Result<Rewards, Failure> {
     let cfg = &task.config.verifier;
     // Harbor removes stale rewards, uploads tests/, then chmods test.sh; the upload touches
     // neither reward file, so one exec after it does both and saves a round trip.
     for f in ["reward.txt", "reward.json"] {
-        let _ = std::fs::remove_file(trial_dir.join("verifier").join(f));
+        let _ = std::fs::remove_file(trial_dir.verifier_dir().join(f));
     }
     sb.upload(&task.tests_dir(), "/tests").await.map_err(|e| {
         Failure::new(
-            "AddTestsDirError",
+            ExceptionType::AddTestsDirError,
             format!("uploading tests/ to /tests: {e}"),
         )
     })?;
@@ -510,11 +472,11 @@ async fn verify(
         .await?;
     if out.timed_out {
         return Err(Failure::new(
-            "VerifierTimeoutError",
+            ExceptionType::VerifierTimeoutError,
             format!("verifier timed out after {timeout:?}"),
         ));
     }
-    read_rewards(&trial_dir.join("verifier"))
+    read_rewards(&trial_dir.verifier_dir())
 }
 
 /// Reads `reward.json` (first) or `reward.txt` from the host side of `/logs/verifier`.
@@ -522,43 +484,49 @@ fn read_rewards(dir: &Path) -> Result<Rewards, Failure> {
     let json = dir.join("reward.json");
     let txt = dir.join("reward.txt");
     if json.is_file() {
-        let text = autoagent_sandbox::read_shared(&json).map_err(|e| {
+        let text = read_shared(&json).map_err(|e| {
             Failure::new(
-                "VerifierOutputParseError",
+                ExceptionType::VerifierOutputParseError,
                 format!("reading reward.json: {e}"),
             )
         })?;
         if text.trim().is_empty() {
-            return Err(Failure::new("RewardFileEmptyError", "reward.json is empty"));
+            return Err(Failure::new(
+                ExceptionType::RewardFileEmptyError,
+                "reward.json is empty",
+            ));
         }
         return parse_reward_json(&text);
     }
     if txt.is_file() {
-        let text = autoagent_sandbox::read_shared(&txt).map_err(|e| {
+        let text = read_shared(&txt).map_err(|e| {
             Failure::new(
-                "VerifierOutputParseError",
+                ExceptionType::VerifierOutputParseError,
                 format!("reading reward.txt: {e}"),
             )
         })?;
         if text.trim().is_empty() {
-            return Err(Failure::new("RewardFileEmptyError", "reward.txt is empty"));
+            return Err(Failure::new(
+                ExceptionType::RewardFileEmptyError,
+                "reward.txt is empty",
+            ));
         }
         let v: f64 = text.trim().parse().map_err(|_| {
             Failure::new(
-                "VerifierOutputParseError",
+                ExceptionType::VerifierOutputParseError,
                 format!("reward.txt: expected a number, found {:?}", text.trim()),
             )
         })?;
         let n = serde_json::Number::from_f64(v).ok_or_else(|| {
             Failure::new(
-                "VerifierOutputParseError",
+                ExceptionType::VerifierOutputParseError,
                 format!("reward.txt: not finite: {v}"),
             )
         })?;
         return Ok(Rewards::from([("reward".to_owned(), n)]));
     }
     Err(Failure::new(
-        "RewardFileNotFoundError",
+        ExceptionType::RewardFileNotFoundError,
         format!(
             "no reward file: neither {} nor {} exists",
             json.display(),
@@ -568,8 +536,12 @@ fn read_rewards(dir: &Path) -> Result<Rewards, Failure> {
 }
 
 fn parse_reward_json(text: &str) -> Result<Rewards, Failure> {
-    let parse_err =
-        |m: String| Failure::new("VerifierOutputParseError", format!("reward.json: {m}"));
+    let parse_err = |m: String| {
+        Failure::new(
+            ExceptionType::VerifierOutputParseError,
+            format!("reward.json: {m}"),
+        )
+    };
     let v: serde_json::Value =
         serde_json::from_str(text).map_err(|e| parse_err(format!("not valid JSON: {e}")))?;
     match v {
@@ -599,7 +571,7 @@ fn parse_reward_json(text: &str) -> Result<Rewards, Failure> {
 
 /// Downloads the task's `artifacts` into `<trial>/artifacts/` mirroring their paths, and writes
 /// `artifacts/manifest.json`. `/logs/artifacts` is bind-mounted and needs no copy.
-async fn collect_artifacts(sb: &dyn Sandbox, task: &Task, trial_dir: &Path, log: &TrialLog) {
+async fn collect_artifacts(sb: &dyn Sandbox, task: &Task, trial_dir: &TrialDir, log: &TrialLog) {
     let mut manifest = vec![serde_json::json!({
         "source": "/logs/artifacts",
         "destination": "logs/artifacts",
@@ -633,7 +605,7 @@ async fn collect_artifacts(sb: &dyn Sandbox, task: &Task, trial_dir: &Path, log:
             manifest.push(serde_json::json!({"source": source, "destination": destination, "type": "file", "status": "error: destination leaves the trial dir", "service": "main", "exclude": exclude}));
             continue;
         }
-        let target = trial_dir.join("artifacts").join(&destination);
+        let target = trial_dir.artifacts_dir().join(&destination);
         let probe = sb
             .exec(ExecRequest::new(format!(
                 "if [ -d {0} ]; then echo directory; elif [ -e {0} ]; then echo file; else echo missing; fi",
@@ -664,7 +636,7 @@ async fn collect_artifacts(sb: &dyn Sandbox, task: &Task, trial_dir: &Path, log:
         }));
     }
     let _ = std::fs::write(
-        trial_dir.join("artifacts/manifest.json"),
+        trial_dir.artifacts_dir().join("manifest.json"),
         serde_json::Value::Array(manifest).to_string(),
     );
 }
@@ -677,7 +649,7 @@ mod tests {
     fn reward_files() {
         let d = tempfile::tempdir().unwrap();
         let e = read_rewards(d.path()).unwrap_err();
-        assert_eq!(e.kind, "RewardFileNotFoundError");
+        assert_eq!(e.kind, ExceptionType::RewardFileNotFoundError);
         std::fs::write(d.path().join("reward.txt"), " 0.5\n").unwrap();
         let r = read_rewards(d.path()).unwrap();
         assert_eq!(r["reward"].as_f64(), Some(0.5));
@@ -688,31 +660,23 @@ mod tests {
         std::fs::write(d.path().join("reward.json"), r#"{"a": "x"}"#).unwrap();
         assert_eq!(
             read_rewards(d.path()).unwrap_err().kind,
-            "VerifierOutputParseError"
+            ExceptionType::VerifierOutputParseError
         );
         std::fs::write(d.path().join("reward.json"), "").unwrap();
         assert_eq!(
             read_rewards(d.path()).unwrap_err().kind,
-            "RewardFileEmptyError"
+            ExceptionType::RewardFileEmptyError
         );
         std::fs::remove_file(d.path().join("reward.json")).unwrap();
         std::fs::write(d.path().join("reward.txt"), "nan").unwrap();
         assert_eq!(
             read_rewards(d.path()).unwrap_err().kind,
-            "VerifierOutputParseError"
+            ExceptionType::VerifierOutputParseError
         );
         std::fs::write(d.path().join("reward.txt"), "one").unwrap();
         assert_eq!(
             read_rewards(d.path()).unwrap_err().kind,
-            "VerifierOutputParseError"
+            ExceptionType::VerifierOutputParseError
         );
-    }
-
-    #[test]
-    fn infrastructure_split() {
-        assert!(!is_infrastructure("AgentTimeoutError"));
-        assert!(!is_infrastructure("RewardFileNotFoundError"));
-        assert!(is_infrastructure("RuntimeError"));
-        assert!(is_infrastructure("EnvironmentStartTimeoutError"));
     }
 }

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::exception::ExceptionType;
+
 /// Reward values keep their JSON type: `3` stays an integer, `1.0` a float.
 pub type Rewards = BTreeMap<String, serde_json::Number>;
 
@@ -62,7 +64,7 @@ pub struct VerifierResult {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExceptionInfo {
-    pub exception_type: String,
+    pub exception_type: ExceptionType,
     pub exception_message: String,
     pub exception_traceback: String,
     pub occurred_at: DateTime<Utc>,
@@ -112,10 +114,18 @@ impl TrialResult {
             r.get("reward").and_then(serde_json::Number::as_f64)
         }
     }
+    /// The trial's exception type, when it has one.
+    pub fn exception(&self) -> Option<&ExceptionType> {
+        self.exception_info.as_ref().map(|e| &e.exception_type)
+    }
+    /// Its Harbor name.
     pub fn exception_type(&self) -> Option<&str> {
-        self.exception_info
-            .as_ref()
-            .map(|e| e.exception_type.as_str())
+        self.exception().map(ExceptionType::as_str)
+    }
+    /// Whether the trial failed for a reason of the infrastructure (never read as a score).
+    pub fn is_infrastructure_error(&self) -> bool {
+        self.exception()
+            .is_some_and(ExceptionType::is_infrastructure)
     }
 }
 

@@ -5,12 +5,16 @@
 //! Measures, for the same request body and the same canned Anthropic response:
 //! (a) `Model::complete` through our client (request building, HTTP, parsing, accounting);
 //! (b) a bare reqwest POST of the pre-built body, reading the response bytes;
-//! (c) the wire functions alone (build + parse), no HTTP.
-//! (a) − (b) is what the crate adds on top of the HTTP round trip.
+//! (c) the wire functions alone (build + parse), no HTTP;
+//! (d) `Model::complete` with streaming on, the server answering with the SSE form of the
+//!     same turn (`stream_tool_use.sse`: thinking, text, two tool calls in 21 events);
+//! (e) the SSE framing and stream assembly alone, no HTTP.
+//! (a) − (b) is what the crate adds on top of the HTTP round trip; (d) − (a) is what streaming
+//! costs per request against the plain path, measured in the same run.
 
 use std::time::{Duration, Instant};
 
-use autoagent_llm::wire::{ChatDialect, WireOptions, anthropic};
+use autoagent_llm::wire::{ChatDialect, WireOptions, anthropic, parse_stream};
 use autoagent_llm::{
     ContentBlock, EnvSource, Message, ModelConfig, ModelRequest, RetryPolicy, Role, ToolCall,
     ToolResult, ToolSpec, build_model,
@@ -22,8 +26,10 @@ use tokio::net::TcpListener;
 const CALLS: usize = 2000;
 const WARMUP: usize = 200;
 const RESPONSE: &str = include_str!("../tests/fixtures/anthropic/tool_use.json");
+const STREAM: &str = include_str!("../tests/fixtures/anthropic/stream_tool_use.sse");
 
-/// A minimal HTTP/1.1 keep-alive server answering every POST with the canned response at once.
+/// A minimal HTTP/1.1 keep-alive server answering every POST with the canned response at once:
+/// the SSE form when the request asked for a stream.
 async fn serve(listener: TcpListener) {
     loop {
         let Ok((socket, _)) = listener.accept().await else {
@@ -37,6 +43,10 @@ async fn serve(listener: TcpListener) {
             let answer = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nrequest-id: req_bench\r\ncontent-length: {}\r\n\r\n{RESPONSE}",
                 RESPONSE.len()
+            );
+            let streamed = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nrequest-id: req_bench\r\ncontent-length: {}\r\n\r\n{STREAM}",
+                STREAM.len()
             );
             let mut line = String::new();
             loop {
@@ -60,7 +70,9 @@ async fn serve(listener: TcpListener) {
                 if reader.read_exact(&mut body).await.is_err() {
                     return;
                 }
-                if write.write_all(answer.as_bytes()).await.is_err() {
+                let wants_stream = body.windows(13).any(|w| w == b"\"stream\":true");
+                let reply = if wants_stream { &streamed } else { &answer };
+                if write.write_all(reply.as_bytes()).await.is_err() {
                     return;
                 }
             }
@@ -141,6 +153,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             reasoning_effort: None,
             prompt_caching: true,
             dialect: ChatDialect::OpenAi,
+            stream: false,
         };
         let body = anthropic::build_request(&req, &opts)?;
         println!(
@@ -195,10 +208,48 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             assert!(!built.is_empty() && parsed.usage.is_some());
         }
 
+        // (d) through our client, streaming
+        let streaming_cfg = ModelConfig {
+            stream: Some(true),
+            ..cfg.clone()
+        };
+        let streaming = build_model(
+            &streaming_cfg,
+            &EnvSource::from_vars([("ANTHROPIC_API_KEY", key)]),
+        )?;
+        for _ in 0..WARMUP {
+            streaming.complete(&req).await?;
+        }
+        let mut streamed = Vec::with_capacity(CALLS);
+        for _ in 0..CALLS {
+            let started = Instant::now();
+            let response = streaming.complete(&req).await?;
+            streamed.push(started.elapsed());
+            assert_eq!(response.usage.cache_read_tokens, 2816);
+            assert_eq!(response.tool_calls().count(), 2);
+        }
+
+        // (e) SSE framing + assembly only
+        let mut assembly = Vec::with_capacity(CALLS);
+        for _ in 0..CALLS {
+            let started = Instant::now();
+            let parsed = parse_stream(Box::new(anthropic::Stream::new()), STREAM.as_bytes())?;
+            assembly.push(started.elapsed());
+            assert!(parsed.usage.is_some());
+        }
+
         let a = summarize("(a) Model::complete via autoagent-llm", ours);
         let b = summarize("(b) bare reqwest POST of the same body", bare);
         summarize("(c) wire build + parse only (no HTTP)", wire);
+        let d = summarize("(d) Model::complete, streaming (SSE)", streamed);
+        summarize("(e) SSE framing + assembly only (no HTTP)", assembly);
         println!("\nclient overhead beyond the HTTP round trip: {:.1} µs per call (a − b)", a - b);
+        println!(
+            "streaming overhead against the plain path: {:.1} µs per call (d − a, {} vs {} response bytes)",
+            d - a,
+            STREAM.len(),
+            RESPONSE.len()
+        );
         Ok::<(), Box<dyn std::error::Error>>(())
     })
 }

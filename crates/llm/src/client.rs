@@ -8,20 +8,23 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::{ErrorKind, LlmError, classify_status};
+use crate::governor::{self, Governor};
 use crate::model::{Model, ProviderKind};
 use crate::price::PriceTable;
 use crate::retry::{self, AttemptError, RetryPolicy};
 use crate::secret::ApiKey;
 use crate::transport::{
-    HeaderMap, HeaderName, HeaderValue, HttpRequest, HttpResponse, HttpTransport,
+    HeaderMap, HeaderName, HeaderValue, HttpRequest, HttpResponse, HttpTransport, StreamingResponse,
 };
 use crate::types::{ModelRequest, ModelResponse, ReasoningEffort};
 use crate::wire::{
-    self, ChatDialect, Parsed, WireError, WireOptions, anthropic, openai_chat, openai_responses,
+    self, ChatDialect, Parsed, SseParser, StreamAssembler, WireError, WireOptions, anthropic,
+    openai_chat, openai_responses,
 };
 
 const CONTENT_TYPE: &str = "content-type";
 const APPLICATION_JSON: &str = "application/json";
+const EVENT_STREAM: &str = "text/event-stream";
 
 /// Which request/response format a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +43,12 @@ pub(crate) struct Settings {
     pub prompt_caching: bool,
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    /// `Some` forces streaming on or off; `None` streams only where the provider requires it.
+    pub stream: Option<bool>,
+    /// The longest silence allowed between two pieces of a stream.
+    pub idle_timeout: Duration,
+    /// Requests in flight for this provider and key (`None`: the governor's default).
+    pub max_concurrent_requests: Option<u32>,
 }
 
 /// A model served over HTTP by one of the supported APIs.
@@ -56,6 +65,7 @@ pub struct HttpModel {
     settings: Settings,
     prices: PriceTable,
     transport: Arc<dyn HttpTransport>,
+    governor: Arc<Governor>,
 }
 
 impl fmt::Debug for HttpModel {
@@ -134,6 +144,12 @@ impl HttpModel {
             value.set_sensitive(true);
             headers.insert(HeaderName::from_static(name), value);
         }
+        let governor = governor::shared(
+            provider,
+            base_url,
+            key.as_ref(),
+            settings.max_concurrent_requests,
+        );
 
         Ok(Self {
             name: format!("{provider}/{model}"),
@@ -147,7 +163,14 @@ impl HttpModel {
             settings,
             prices,
             transport,
+            governor,
         })
+    }
+
+    /// The rate governor this model's requests go through (shared with every model of the same
+    /// provider endpoint and key).
+    pub fn governor(&self) -> &Arc<Governor> {
+        &self.governor
     }
 
     /// The URL requests are posted to.
@@ -162,18 +185,45 @@ impl HttpModel {
         }
     }
 
-    fn request_id(&self, response: &HttpResponse) -> Option<String> {
+    fn request_id(&self, headers: &HeaderMap) -> Option<String> {
         let header = match self.api {
             Api::Anthropic => anthropic::HEADER_REQUEST_ID,
             Api::Chat(_) | Api::Responses => openai_chat::HEADER_REQUEST_ID,
         };
-        response.header(header).map(str::to_owned)
+        headers
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     }
 
-    /// One HTTP round trip, its outcome classified for the retry loop.
+    /// One HTTP round trip, its outcome classified for the retry loop. The governor's permit is
+    /// held until the whole answer (the whole stream) has arrived.
     async fn attempt(
         &self,
         body: Bytes,
+        stream: bool,
+        attempt: u32,
+    ) -> Result<(Parsed, Option<String>), AttemptError> {
+        let _permit = self.governor.acquire().await;
+        let outcome = self.attempt_unpaced(body, stream, attempt).await;
+        match &outcome {
+            Ok(_) => self.governor.on_success(),
+            Err(AttemptError::Retry { error, retry_after })
+                if matches!(error.status(), Some(429 | 529)) =>
+            {
+                // The pool waits as long as this request will before its next attempt.
+                self.governor
+                    .on_throttled(self.settings.retry.delay(attempt, *retry_after));
+            }
+            Err(_) => {}
+        }
+        outcome
+    }
+
+    async fn attempt_unpaced(
+        &self,
+        body: Bytes,
+        stream: bool,
         attempt: u32,
     ) -> Result<(Parsed, Option<String>), AttemptError> {
         let provider = self.provider.as_str();
@@ -184,7 +234,19 @@ impl HttpModel {
             body,
             timeout: self.settings.timeout,
         };
-        let response = match self.transport.post(request).await {
+        let response = if stream {
+            self.transport.post_stream(request).await
+        } else {
+            self.transport
+                .post(request)
+                .await
+                .map(|response| StreamingResponse {
+                    status: response.status,
+                    headers: response.headers.clone(),
+                    body: whole(response.body),
+                })
+        };
+        let response = match response {
             Ok(response) => response,
             Err(err) => {
                 tracing::debug!(provider, attempt, error = %err.message, "model call: no response");
@@ -196,62 +258,158 @@ impl HttpModel {
                 } else {
                     err.message
                 };
-                return Err(AttemptError::Retry {
-                    error: self.redact(LlmError::Connection {
-                        provider: provider.to_owned(),
-                        url: self.url.clone(),
-                        message,
-                        timed_out: err.timed_out,
-                        attempts: attempt,
-                    }),
-                    retry_after: None,
-                });
+                return Err(self.connection_error(message, err.timed_out, attempt));
             }
         };
-        let request_id = self.request_id(&response);
+        let request_id = self.request_id(&response.headers);
+        self.governor
+            .observe_headers(&response.headers, self.settings.retry.max_retry_after);
         tracing::debug!(
             provider,
             attempt,
             status = response.status,
+            stream,
             elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             request_id = request_id.as_deref().unwrap_or(""),
             "model call: response"
         );
 
-        if !(200..300).contains(&response.status) {
-            let info = wire::parse_error_body(&response.body);
-            let kind = classify_status(response.status, info.error_type.as_deref(), &info.message);
-            let retryable = kind != ErrorKind::ContextOverflow
-                && retry::should_retry_status(
-                    response.status,
-                    info.error_type.as_deref(),
-                    &response.headers,
-                );
-            let error = self.redact(LlmError::Http {
-                provider: provider.to_owned(),
-                url: self.url.clone(),
-                status: response.status,
-                kind,
-                error_type: info.error_type,
-                message: info.message,
-                request_id,
-                attempts: attempt,
-            });
-            return Err(if retryable {
-                AttemptError::Retry {
-                    error,
-                    retry_after: retry::retry_after(&response.headers, SystemTime::now()),
+        let event_stream = response
+            .header(CONTENT_TYPE)
+            .is_some_and(|t| t.contains(EVENT_STREAM));
+        if !(200..300).contains(&response.status) || !event_stream {
+            // Error bodies are JSON even for streaming requests, and a server that ignores
+            // `"stream": true` answers with a plain body: both are read whole. (A server that
+            // streams unasked is read as a stream.)
+            let response = match response.collect().await {
+                Ok(response) => response,
+                Err(err) => {
+                    let message = format!("the response body broke off: {}", err.message);
+                    return Err(self.connection_error(message, err.timed_out, attempt));
                 }
-            } else {
-                AttemptError::Fatal(error)
-            });
+            };
+            if !(200..300).contains(&response.status) {
+                return Err(self.status_error(&response, request_id, attempt));
+            }
+            let parsed = match self.api {
+                Api::Anthropic => anthropic::parse_response(&response.body),
+                Api::Chat(_) => openai_chat::parse_response(&response.body),
+                Api::Responses => openai_responses::parse_response(&response.body),
+            };
+            return self.wire_outcome(parsed, request_id, attempt);
         }
 
-        let parsed = match self.api {
-            Api::Anthropic => anthropic::parse_response(&response.body),
-            Api::Chat(_) => openai_chat::parse_response(&response.body),
-            Api::Responses => openai_responses::parse_response(&response.body),
+        let parsed = match self.read_stream(response).await {
+            Ok(parsed) => parsed,
+            Err(StreamBroke { message, timed_out }) => {
+                return Err(self.connection_error(message, timed_out, attempt));
+            }
         };
+        self.wire_outcome(parsed, request_id, attempt)
+    }
+
+    /// Reads events until the API's final one, with at most `idle_timeout` between pieces.
+    async fn read_stream(
+        &self,
+        mut response: StreamingResponse,
+    ) -> Result<Result<Parsed, WireError>, StreamBroke> {
+        let idle = self.settings.idle_timeout;
+        let mut assembler: Box<dyn StreamAssembler> = match self.api {
+            Api::Anthropic => Box::new(anthropic::Stream::new()),
+            Api::Chat(_) => Box::new(openai_chat::Stream::new()),
+            Api::Responses => Box::new(openai_responses::Stream::new()),
+        };
+        let mut parser = SseParser::new();
+        'read: loop {
+            let chunk = match tokio::time::timeout(idle, response.body.next_chunk()).await {
+                Err(_) => {
+                    return Err(StreamBroke {
+                        message: format!("the stream was idle for {idle:?}"),
+                        timed_out: true,
+                    });
+                }
+                Ok(Err(err)) => {
+                    return Err(StreamBroke {
+                        message: format!("the stream broke off: {}", err.message),
+                        timed_out: err.timed_out,
+                    });
+                }
+                Ok(Ok(None)) => {
+                    if let Some(event) = parser.finish()
+                        && let Err(err) = assembler.event(&event)
+                    {
+                        return Ok(Err(err));
+                    }
+                    break 'read;
+                }
+                Ok(Ok(Some(chunk))) => chunk,
+            };
+            for event in parser.push(&chunk) {
+                if let Err(err) = assembler.event(&event) {
+                    return Ok(Err(err));
+                }
+                if assembler.is_complete() {
+                    break 'read;
+                }
+            }
+        }
+        Ok(assembler.finish())
+    }
+
+    fn connection_error(&self, message: String, timed_out: bool, attempt: u32) -> AttemptError {
+        AttemptError::Retry {
+            error: self.redact(LlmError::Connection {
+                provider: self.provider.as_str().to_owned(),
+                url: self.url.clone(),
+                message,
+                timed_out,
+                attempts: attempt,
+            }),
+            retry_after: None,
+        }
+    }
+
+    fn status_error(
+        &self,
+        response: &HttpResponse,
+        request_id: Option<String>,
+        attempt: u32,
+    ) -> AttemptError {
+        let info = wire::parse_error_body(&response.body);
+        let kind = classify_status(response.status, info.error_type.as_deref(), &info.message);
+        let retryable = kind != ErrorKind::ContextOverflow
+            && retry::should_retry_status(
+                response.status,
+                info.error_type.as_deref(),
+                &response.headers,
+            );
+        let error = self.redact(LlmError::Http {
+            provider: self.provider.as_str().to_owned(),
+            url: self.url.clone(),
+            status: response.status,
+            kind,
+            error_type: info.error_type,
+            message: info.message,
+            request_id,
+            attempts: attempt,
+        });
+        if retryable {
+            AttemptError::Retry {
+                error,
+                retry_after: retry::retry_after(&response.headers, SystemTime::now()),
+            }
+        } else {
+            AttemptError::Fatal(error)
+        }
+    }
+
+    fn wire_outcome(
+        &self,
+        parsed: Result<Parsed, WireError>,
+        request_id: Option<String>,
+        attempt: u32,
+    ) -> Result<(Parsed, Option<String>), AttemptError> {
+        let provider = self.provider.as_str();
         match parsed {
             Ok(parsed) => Ok((parsed, request_id)),
             Err(WireError::Malformed(message)) => {
@@ -261,6 +419,10 @@ impl HttpModel {
                     message,
                     request_id,
                 })))
+            }
+            // A cut stream may hold a truncated answer: never pass it on, try again.
+            Err(WireError::Incomplete(message)) => {
+                Err(self.connection_error(message, false, attempt))
             }
             Err(WireError::Failed { code, message }) => {
                 let kind = classify_failed_code(&code, &message);
@@ -285,6 +447,23 @@ impl HttpModel {
     }
 }
 
+/// The connection under a stream stalled or broke (retried).
+struct StreamBroke {
+    message: String,
+    timed_out: bool,
+}
+
+fn whole(body: Bytes) -> Box<dyn crate::transport::ByteStream> {
+    struct Whole(Option<Bytes>);
+    #[async_trait]
+    impl crate::transport::ByteStream for Whole {
+        async fn next_chunk(&mut self) -> Result<Option<Bytes>, crate::transport::TransportError> {
+            Ok(self.0.take())
+        }
+    }
+    Box::new(Whole(Some(body)))
+}
+
 /// Failures reported inside a 200 response (Responses `status: failed`, gateway error bodies):
 /// rate limits and server errors are worth retrying, the rest is final.
 fn classify_failed_code(code: &str, message: &str) -> ErrorKind {
@@ -307,7 +486,7 @@ fn classify_failed_code(code: &str, message: &str) -> ErrorKind {
 impl Model for HttpModel {
     async fn complete(&self, req: &ModelRequest) -> Result<ModelResponse, LlmError> {
         let started = Instant::now();
-        let opts = WireOptions {
+        let mut opts = WireOptions {
             model: &self.model,
             max_tokens: req.max_tokens.unwrap_or(self.settings.max_tokens),
             temperature: req.temperature.or(self.settings.temperature),
@@ -317,7 +496,12 @@ impl Model for HttpModel {
                 Api::Chat(dialect) => dialect,
                 Api::Anthropic | Api::Responses => ChatDialect::OpenAi,
             },
+            stream: false,
         };
+        opts.stream = self.settings.stream.unwrap_or_else(|| {
+            self.api == Api::Anthropic && anthropic::needs_streaming(req, &opts)
+        });
+        let stream = opts.stream;
         let body = match self.api {
             Api::Anthropic => anthropic::build_request(req, &opts),
             Api::Chat(_) => openai_chat::build_request(req, &opts),
@@ -328,7 +512,7 @@ impl Model for HttpModel {
 
         let ((parsed, request_id), attempts) =
             retry::run(&self.settings.retry, self.provider.as_str(), |attempt| {
-                self.attempt(body.clone(), attempt)
+                self.attempt(body.clone(), stream, attempt)
             })
             .await
             .map_err(|err| self.redact(err))?;

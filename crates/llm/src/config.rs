@@ -40,9 +40,24 @@ pub struct ModelConfig {
     pub max_tokens: u32,
     pub temperature: Option<f32>,
     pub reasoning_effort: Option<ReasoningEffort>,
-    /// Timeout of one HTTP attempt (a long thinking turn can take minutes).
+    /// Timeout of one HTTP attempt (a long thinking turn can take minutes). For a streaming
+    /// request it bounds the wait for the response headers; the stream itself lasts as long as
+    /// events keep coming within `idle_timeout`.
     #[serde(with = "duration_secs")]
     pub timeout: Duration,
+    /// Stream the answer (server-sent events): `true` or `false` for every request; unset
+    /// streams only where the provider requires it (Anthropic with a `max_tokens` above
+    /// [`crate::wire::anthropic::STREAM_ABOVE_MAX_TOKENS`]).
+    pub stream: Option<bool>,
+    /// The longest silence between two pieces of a stream before the attempt is abandoned and
+    /// retried.
+    #[serde(with = "duration_secs")]
+    pub idle_timeout: Duration,
+    /// Requests in flight at once for this provider endpoint and key, across every trial and
+    /// the meta-agent of the process (see [`crate::governor`]). Unset:
+    /// [`crate::governor::DEFAULT_MAX_CONCURRENT`]; models sharing a key use the lowest cap any
+    /// of them sets.
+    pub max_concurrent_requests: Option<u32>,
     pub retry: RetryPolicy,
     /// Anthropic `cache_control` breakpoints on the system prompt, tools and recent turns.
     pub prompt_caching: bool,
@@ -60,6 +75,11 @@ impl Default for ModelConfig {
             temperature: None,
             reasoning_effort: None,
             timeout: Duration::from_secs(600),
+            stream: None,
+            // Anthropic pings every few seconds; local servers are silent while they read a
+            // long prompt, which on a CPU can take a minute or two.
+            idle_timeout: Duration::from_secs(180),
+            max_concurrent_requests: None,
             retry: RetryPolicy::default(),
             prompt_caching: true,
             prices: HashMap::new(),
@@ -179,6 +199,9 @@ pub fn build_model_with(
         prompt_caching: cfg.prompt_caching,
         timeout: cfg.timeout,
         retry: cfg.retry.clone(),
+        stream: cfg.stream,
+        idle_timeout: cfg.idle_timeout,
+        max_concurrent_requests: cfg.max_concurrent_requests,
     };
     let transport = match transport {
         Some(transport) => transport,

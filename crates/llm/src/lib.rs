@@ -17,6 +17,7 @@ mod client;
 pub mod config;
 pub mod env;
 pub mod error;
+pub mod governor;
 pub mod model;
 pub mod price;
 pub mod retry;
@@ -31,12 +32,16 @@ pub use client::HttpModel;
 pub use config::{DEFAULT_MODEL, ModelConfig, build_model, build_model_with, parse_model_name};
 pub use env::EnvSource;
 pub use error::{ErrorKind, LlmError};
+pub use governor::{Governor, GovernorStatus};
 pub use model::{Model, ProviderKind};
 pub use price::{Price, PriceTable};
 pub use retry::RetryPolicy;
 pub use scripted::{Expect, Script, ScriptToolCall, ScriptTurn, ScriptedModel};
 pub use secret::ApiKey;
-pub use transport::{HttpRequest, HttpResponse, HttpTransport, ReqwestTransport, TransportError};
+pub use transport::{
+    ByteStream, HttpRequest, HttpResponse, HttpTransport, ReqwestTransport, StreamingResponse,
+    TransportError,
+};
 pub use types::{
     ContentBlock, Message, ModelRequest, ModelResponse, Reasoning, ReasoningEffort, Role,
     StopReason, ToolCall, ToolChoice, ToolResult, ToolSpec, Usage,

@@ -11,6 +11,8 @@ use crate::types::Usage;
 /// `cache_read` and `cache_write` default to the `input` price when absent, so a user-written
 /// price for a local or unfamiliar model never undercounts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+// A misspelt key (`inptu`) would otherwise leave the price at its default silently.
+#[serde(deny_unknown_fields)]
 pub struct Price {
     pub input: f64,
     pub output: f64,

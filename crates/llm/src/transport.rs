@@ -46,9 +46,77 @@ pub struct TransportError {
     pub timed_out: bool,
 }
 
+/// A response body read piece by piece (server-sent events).
+#[async_trait]
+pub trait ByteStream: Send {
+    /// The next piece of the body; `None` once the server closed it.
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, TransportError>;
+}
+
+/// An answer whose body is still arriving.
+pub struct StreamingResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Box<dyn ByteStream>,
+}
+
+impl fmt::Debug for StreamingResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamingResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamingResponse {
+    /// A header's value as text, when present and printable.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Reads the rest of the body (error bodies are small JSON documents).
+    pub async fn collect(mut self) -> Result<HttpResponse, TransportError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = self.body.next_chunk().await? {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse {
+            status: self.status,
+            headers: self.headers,
+            body: Bytes::from(body),
+        })
+    }
+}
+
+/// A body that is already complete: one chunk, then the end.
+struct WholeBody(Option<Bytes>);
+
+#[async_trait]
+impl ByteStream for WholeBody {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, TransportError> {
+        Ok(self.0.take())
+    }
+}
+
 #[async_trait]
 pub trait HttpTransport: Send + Sync + fmt::Debug {
     async fn post(&self, request: HttpRequest) -> Result<HttpResponse, TransportError>;
+
+    /// A POST whose answer is read as it arrives. `request.timeout` bounds the wait for the
+    /// response headers only: a stream lasts as long as its events keep coming (the caller
+    /// enforces an idle timeout between pieces).
+    ///
+    /// The default reads the whole answer with [`HttpTransport::post`], so a transport that
+    /// cannot stream still serves streaming requests.
+    async fn post_stream(&self, request: HttpRequest) -> Result<StreamingResponse, TransportError> {
+        let response = self.post(request).await?;
+        Ok(StreamingResponse {
+            status: response.status,
+            headers: response.headers,
+            body: Box::new(WholeBody(Some(response.body))),
+        })
+    }
 }
 
 /// The production transport: one pooled reqwest client shared by every model in the process,
@@ -108,6 +176,47 @@ impl HttpTransport for ReqwestTransport {
             status,
             headers,
             body,
+        })
+    }
+
+    async fn post_stream(&self, request: HttpRequest) -> Result<StreamingResponse, TransportError> {
+        let to_error = |err: reqwest::Error| TransportError {
+            timed_out: err.is_timeout(),
+            message: chain(&err),
+        };
+        // No reqwest timeout here: it would cover the whole body, and a long generation streams
+        // for longer than any sensible request timeout.
+        let send = self
+            .client
+            .post(&request.url)
+            .headers(request.headers)
+            .body(request.body)
+            .send();
+        let response = match tokio::time::timeout(request.timeout, send).await {
+            Ok(response) => response.map_err(to_error)?,
+            Err(_) => {
+                return Err(TransportError {
+                    message: format!("no response headers within {:?}", request.timeout),
+                    timed_out: true,
+                });
+            }
+        };
+        Ok(StreamingResponse {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: Box::new(ReqwestBody(response)),
+        })
+    }
+}
+
+struct ReqwestBody(reqwest::Response);
+
+#[async_trait]
+impl ByteStream for ReqwestBody {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, TransportError> {
+        self.0.chunk().await.map_err(|err| TransportError {
+            timed_out: err.is_timeout(),
+            message: chain(&err),
         })
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use autoagent_agent::Harness;
 use autoagent_eval::job::{JobConfig, JobObserver};
-use autoagent_eval::{HarnessAgent, is_infrastructure, run_job};
-use autoagent_harbor::TrialResult;
+use autoagent_eval::{HarnessAgent, run_job};
+use autoagent_harbor::{TrialResult, cost};
 use autoagent_llm::{EnvSource, ModelConfig};
 use autoagent_sandbox::Backend;
 use tokio_util::sync::CancellationToken;
@@ -112,7 +112,7 @@ impl Evaluator {
             let infra: Vec<&TrialResult> = o
                 .trials
                 .iter()
-                .filter(|t| t.exception_type().is_some_and(is_infrastructure))
+                .filter(|t| t.is_infrastructure_error())
                 .collect();
             if infra.is_empty() || round == 2 {
                 outcome = Some(o);
@@ -120,10 +120,7 @@ impl Evaluator {
             }
             for t in infra {
                 if let Some(r) = &t.agent_result {
-                    removed_cost = match (removed_cost, r.cost_usd) {
-                        (Some(a), Some(b)) => Some(a + b),
-                        _ => None,
-                    };
+                    removed_cost = cost::add(removed_cost, r.cost_usd);
                 }
                 let _ = std::fs::remove_dir_all(o.job_dir.join(&t.trial_name));
             }
@@ -138,14 +135,18 @@ impl Evaluator {
         let mut per_task: BTreeMap<String, (u32, u32)> =
             tasks.iter().map(|t| (t.clone(), (0, 0))).collect();
         let (mut passed_n, mut trials, mut reward_sum, mut infra) = (0u32, 0u32, 0.0, 0u32);
-        let mut cost: Option<f64> = removed_cost;
+        // Trials whose agent never ran cost nothing; one that ran without a price is unknown.
+        let cost = cost::add(
+            removed_cost,
+            cost::sum(
+                o.trials
+                    .iter()
+                    .filter_map(|t| t.agent_result.as_ref())
+                    .map(|r| r.cost_usd),
+            ),
+        );
         for t in &o.trials {
-            match t.agent_result.as_ref().and_then(|r| r.cost_usd) {
-                Some(c) => cost = cost.map(|x| x + c),
-                None if t.agent_result.is_some() => cost = None,
-                None => {}
-            }
-            if t.exception_type().is_some_and(is_infrastructure) {
+            if t.is_infrastructure_error() {
                 infra += 1;
                 continue;
             }
@@ -167,7 +168,7 @@ impl Evaluator {
                 .find_map(|t| {
                     t.exception_info
                         .as_ref()
-                        .filter(|e| is_infrastructure(&e.exception_type))
+                        .filter(|e| e.exception_type.is_infrastructure())
                 })
                 .map(|e| {
                     format!(

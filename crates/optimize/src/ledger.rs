@@ -7,6 +7,7 @@
 //! (`regex-log=3/3,hello=0/3`); `cost_usd` is task + meta spend; `job_dir` names the
 //! experiment (`jobs/exp-0003`) and is how a resumed run knows an experiment is already recorded.
 
+use crate::experiment::{ExperimentId, JobKind};
 use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -85,9 +86,13 @@ pub struct Row {
 }
 
 impl Row {
-    /// The experiment number, from `job_dir` (`jobs/exp-0003` → 3).
-    pub fn experiment(&self) -> Option<u32> {
-        self.job_dir.rsplit("exp-").next()?.parse().ok()
+    /// The experiment, from `job_dir` (`jobs/exp-0003` → 3).
+    pub fn experiment(&self) -> Option<ExperimentId> {
+        let name = self.job_dir.rsplit('/').next()?;
+        match ExperimentId::parse_job(name)? {
+            (id, JobKind::Train) => Some(id),
+            _ => None,
+        }
     }
 }
 
@@ -299,7 +304,7 @@ impl Ledger {
     }
 
     /// The highest experiment number recorded.
-    pub fn last_experiment(&self) -> Option<u32> {
+    pub fn last_experiment(&self) -> Option<ExperimentId> {
         self.rows.iter().filter_map(Row::experiment).max()
     }
 
@@ -328,7 +333,7 @@ mod tests {
             meta_cost_usd: Some(0.05),
             task_cost_usd: Some(0.2),
             duration_s: 12.34,
-            job_dir: format!("jobs/exp-{n:04}"),
+            job_dir: ExperimentId(n).ledger_job_dir(),
         }
     }
 
@@ -346,7 +351,7 @@ mod tests {
         assert!(text.contains("\t3/6\ta=3/3,b-x=0/3\t0.250000\tkeep\ttabs and newlines\t"));
         let back = Ledger::load(&p).unwrap();
         assert_eq!(back.rows.len(), 2);
-        assert_eq!(back.rows[1].experiment(), Some(1));
+        assert_eq!(back.rows[1].experiment(), Some(ExperimentId(1)));
         assert_eq!(back.incumbent().unwrap().commit, "abc0");
         assert_eq!(back.rows[0].task_scores, row(0, Status::Keep).task_scores);
     }

@@ -1,11 +1,68 @@
 //! The train / holdout split: stable across runs and machines (a hash of the task name), so a
-//! resumed or repeated run sets the same tasks aside.
+//! resumed or repeated run sets the same tasks aside. Holdout membership is a property of the
+//! types: the meta-agent's tools are built from [`TrainTasks`] alone, which has no holdout task
+//! in it under any name.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use autoagent_harbor::Task;
 use sha2::{Digest, Sha256};
 
-use crate::config::Holdout;
+use autoagent_settings::Holdout;
+
+/// The train tasks by name: all that the meta-agent may know of the task set.
+#[derive(Debug, Clone, Default)]
+pub struct TrainTasks(BTreeMap<String, Task>);
+
+impl TrainTasks {
+    pub fn get(&self, name: &str) -> Option<&Task> {
+        self.0.get(name)
+    }
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.0.keys()
+    }
+    pub fn tasks(&self) -> impl Iterator<Item = &Task> {
+        self.0.values()
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn name_set(&self) -> BTreeSet<String> {
+        self.0.keys().cloned().collect()
+    }
+}
+
+impl FromIterator<Task> for TrainTasks {
+    fn from_iter<I: IntoIterator<Item = Task>>(iter: I) -> Self {
+        Self(iter.into_iter().map(|t| (t.name.clone(), t)).collect())
+    }
+}
+
+/// A dataset divided into the tasks the loop optimizes on and those it sets aside.
+#[derive(Debug, Clone)]
+pub struct TaskSplit {
+    pub train: TrainTasks,
+    pub holdout: BTreeSet<String>,
+}
+
+impl TaskSplit {
+    pub fn new(tasks: &[Task], spec: &Holdout) -> Self {
+        let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
+        let holdout = holdout(&names, spec);
+        let train = tasks
+            .iter()
+            .filter(|t| !holdout.contains(&t.name))
+            .cloned()
+            .collect();
+        Self { train, holdout }
+    }
+}
 
 /// Where a task name falls in [0, 1).
 fn position(task: &str) -> f64 {

@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{TEMPLATE, WorkspaceConfig};
 use crate::git::GitRepo;
+use autoagent_settings::WorkspaceConfig;
+use autoagent_settings::file::TEMPLATE;
 
 #[derive(Debug, Clone)]
 pub struct Workspace {
@@ -15,7 +16,7 @@ pub struct Workspace {
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] autoagent_settings::ConfigError),
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]

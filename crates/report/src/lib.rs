@@ -60,6 +60,7 @@ pub enum ReportError {
 /// The experiment number of a ledger row: from its `job_dir`, else its position in the ledger.
 pub fn experiment_of(index: usize, row: &Row) -> u32 {
     row.experiment()
+        .map(|e| e.0)
         .unwrap_or_else(|| u32::try_from(index).unwrap_or(u32::MAX))
 }
 

@@ -220,36 +220,6 @@ pub fn dir_digest(dir: &Path) -> Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Writes a file in a directory that a sandbox shares with the host (the trial's log dirs,
-/// bind-mounted read-write): whatever the sandbox left at `path` — a symlink to a host file,
-/// say — is removed first, and the file is created anew without following links.
-pub fn write_shared(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path)?,
-        Ok(_) => std::fs::remove_file(path)?,
-        Err(_) => {}
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
-    f.write_all(bytes)
-}
-
-/// Reads a regular file from a directory that a sandbox shares with the host, refusing
-/// symlinks and special files (a link to `/proc/self/environ` must not be read into a result).
-pub fn read_shared(path: &Path) -> std::io::Result<String> {
-    let m = std::fs::symlink_metadata(path)?;
-    if !m.file_type().is_file() {
-        return Err(std::io::Error::other(format!(
-            "{} is not a regular file; it is not read",
-            path.display()
-        )));
-    }
-    std::fs::read_to_string(path)
-}
-
 /// `s` quoted for `bash -c`.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()

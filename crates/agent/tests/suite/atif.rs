@@ -52,7 +52,7 @@ fn valid_documents_pass() {
 
 #[test]
 fn a_trajectory_built_with_the_crate_types_passes() {
-    use autoagent_agent::trajectory::{AgentInfo, Source, Step, Trajectory};
+    use autoagent_harbor::atif::{AgentInfo, Source, Step, Trajectory};
     let mut t = Trajectory::new(AgentInfo {
         name: "autoagent".into(),
         version: "0.1.0".into(),

@@ -1,6 +1,7 @@
 mod atif;
 mod context;
 mod harness;
+mod host_only;
 mod phases;
 mod subagents;
 mod support;

@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use autoagent_agent::{Harness, Run, RunObserver, RunOutcome, Totals, Trajectory};
+use autoagent_agent::{Harness, Run, RunObserver, RunOutcome, Totals};
+use autoagent_harbor::Trajectory;
 use autoagent_llm::{
     ContentBlock, LlmError, Model, ModelRequest, ModelResponse, ProviderKind, Role, ScriptedModel,
     ToolCall,
@@ -96,7 +97,7 @@ impl Env {
             harness: &harness,
             model: recorder.clone(),
             models: BTreeMap::new(),
-            sandbox: self.sandbox.as_ref(),
+            sandbox: Some(self.sandbox.as_ref()),
             observer: &observer,
         };
         let label = format!("run {harness_name} + {script}");

@@ -99,7 +99,7 @@ async fn oracle_on_the_examples() {
         broken.agent_execution.is_none() && broken.verifier.is_none(),
         "{d}"
     );
-    assert!(autoagent_eval::is_infrastructure("RuntimeError"));
+    assert!(broken.is_infrastructure_error(), "{d}");
     assert_eq!(o.result.stats.n_retries, 1, "{d}");
 
     // The invalid task is listed, named with its file and field, and the rest ran.

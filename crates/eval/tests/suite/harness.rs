@@ -157,11 +157,11 @@ async fn a_script_that_goes_wrong_fails_loudly_not_as_a_score() {
         .exception_info
         .as_ref()
         .unwrap_or_else(|| panic!("{}", dump(&o.job_dir)));
-    assert_eq!(e.exception_type, "ScriptedModelError");
-    assert!(
-        autoagent_eval::is_infrastructure("ScriptedModelError"),
-        "never scored"
+    assert_eq!(
+        e.exception_type,
+        autoagent_harbor::ExceptionType::ScriptedModelError
     );
+    assert!(t.is_infrastructure_error(), "never scored");
     assert!(
         e.exception_message.contains("turn 2"),
         "{}",

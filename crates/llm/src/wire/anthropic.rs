@@ -1,11 +1,11 @@
-//! Anthropic Messages API (`POST /v1/messages`), non-streaming.
+//! Anthropic Messages API (`POST /v1/messages`), plain and streaming.
 
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Parsed, WireError, WireOptions};
+use super::{Parsed, SseEvent, StreamAssembler, WireError, WireOptions, mark_cut_off_calls};
 use crate::types::{
     ContentBlock, Message, ModelRequest, Reasoning, Role, StopReason, ToolCall, ToolChoice, Usage,
 };
@@ -217,6 +217,37 @@ fn user_blocks(message: &Message) -> Vec<Block<'_>> {
     results.chain(texts).collect()
 }
 
+/// Above this many output tokens a request streams unless the model's config says otherwise.
+///
+/// Anthropic refuses a non-streaming request whose `max_tokens` implies more than about ten
+/// minutes of generation ("Streaming is strongly recommended for operations that may take longer
+/// than 10 minutes"); its SDKs estimate an hour per 128,000 tokens, which refuses anything above
+/// 21,333. 16,384 stays clear of that estimate with a margin for slower models.
+pub const STREAM_ABOVE_MAX_TOKENS: u32 = 16_384;
+
+/// Whether a request must stream to be accepted (see [`STREAM_ABOVE_MAX_TOKENS`]).
+pub fn needs_streaming(req: &ModelRequest, opts: &WireOptions<'_>) -> bool {
+    let budget = thinking_budget(req, opts);
+    effective_max_tokens(budget, opts) > STREAM_ABOVE_MAX_TOKENS
+}
+
+/// Extended thinking: the API rejects it when the tool choice forces a tool.
+fn thinking_budget(req: &ModelRequest, opts: &WireOptions<'_>) -> Option<u32> {
+    let forced_tool = matches!(req.tool_choice, ToolChoice::Required | ToolChoice::Tool(_));
+    opts.reasoning_effort
+        .filter(|_| !forced_tool)
+        .map(|effort| effort.anthropic_budget_tokens())
+}
+
+/// `max_tokens` as sent: thinking requires `budget_tokens < max_tokens`, so a budget at or above
+/// the limit raises it by the budget.
+fn effective_max_tokens(budget: Option<u32>, opts: &WireOptions<'_>) -> u32 {
+    match budget {
+        Some(budget) if budget >= opts.max_tokens => budget + opts.max_tokens,
+        _ => opts.max_tokens,
+    }
+}
+
 /// The JSON body of a Messages request.
 ///
 /// Prompt caching (on by default) follows goose's policy: a breakpoint on the system block, on
@@ -289,20 +320,11 @@ pub fn build_request(req: &ModelRequest, opts: &WireOptions<'_>) -> Result<Vec<u
 
     // Extended thinking: the API rejects it when the tool choice forces a tool, requires
     // budget_tokens < max_tokens, and allows no temperature but the default.
-    let forced_tool = matches!(req.tool_choice, ToolChoice::Required | ToolChoice::Tool(_));
-    let thinking = opts
-        .reasoning_effort
-        .filter(|_| !forced_tool)
-        .map(|effort| Thinking {
-            kind: THINKING_ENABLED,
-            budget_tokens: effort.anthropic_budget_tokens(),
-        });
-    let max_tokens = match &thinking {
-        Some(thinking) if thinking.budget_tokens >= opts.max_tokens => {
-            thinking.budget_tokens + opts.max_tokens
-        }
-        _ => opts.max_tokens,
-    };
+    let thinking = thinking_budget(req, opts).map(|budget_tokens| Thinking {
+        kind: THINKING_ENABLED,
+        budget_tokens,
+    });
+    let max_tokens = effective_max_tokens(thinking.as_ref().map(|t| t.budget_tokens), opts);
     let temperature = if thinking.is_some() {
         None
     } else {
@@ -318,7 +340,7 @@ pub fn build_request(req: &ModelRequest, opts: &WireOptions<'_>) -> Result<Vec<u
         tool_choice,
         temperature,
         thinking,
-        stream: false,
+        stream: opts.stream,
     };
     Ok(serde_json::to_vec(&body)?)
 }
@@ -391,7 +413,10 @@ fn stop_reason(reason: Option<&str>, has_tool_calls: bool) -> StopReason {
 
 /// Reads a non-streaming Messages response.
 pub fn parse_response(body: &[u8]) -> Result<Parsed, WireError> {
-    let response: Response = serde_json::from_slice(body)?;
+    convert(serde_json::from_slice(body)?)
+}
+
+fn convert(response: Response) -> Result<Parsed, WireError> {
     let mut content = Vec::new();
     for block in response.content.unwrap_or_default() {
         match block {
@@ -448,6 +473,297 @@ pub fn parse_response(body: &[u8]) -> Result<Parsed, WireError> {
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// Streaming
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StreamEvent {
+    MessageStart {
+        message: StartMessage,
+    },
+    ContentBlockStart {
+        index: usize,
+        content_block: Value,
+    },
+    ContentBlockDelta {
+        index: usize,
+        delta: Delta,
+    },
+    ContentBlockStop {},
+    MessageDelta {
+        #[serde(default)]
+        delta: Option<MessageDeltaBody>,
+        #[serde(default)]
+        usage: Option<ResponseUsage>,
+    },
+    MessageStop {},
+    Error {
+        #[serde(default)]
+        error: Option<StreamError>,
+    },
+    /// `ping` and event types newer than this code.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+struct StartMessage {
+    id: Option<String>,
+    model: Option<String>,
+    usage: Option<ResponseUsage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Delta {
+    TextDelta {
+        #[serde(default)]
+        text: String,
+    },
+    ThinkingDelta {
+        #[serde(default)]
+        thinking: String,
+    },
+    SignatureDelta {
+        #[serde(default)]
+        signature: String,
+    },
+    InputJsonDelta {
+        #[serde(default)]
+        partial_json: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+struct MessageDeltaBody {
+    stop_reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamError {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    message: Option<String>,
+}
+
+/// A content block being streamed.
+#[derive(Debug)]
+enum Partial {
+    /// Text and thinking blocks: the start block, with deltas appended to its field.
+    Block(Value),
+    ToolUse {
+        id: String,
+        name: String,
+        /// `input` of the start block (normally `{}`), used when no JSON delta arrives.
+        input: Option<Value>,
+        json: String,
+    },
+}
+
+/// Assembles a Messages stream: `message_start`, content blocks by `index` (tool input JSON in
+/// `input_json_delta` pieces, parsed once complete), `message_delta` (stop reason, cumulative
+/// usage), `message_stop`.
+#[derive(Debug, Default)]
+pub struct Stream {
+    id: Option<String>,
+    model: Option<String>,
+    usage: Option<ResponseUsage>,
+    blocks: Vec<Option<Partial>>,
+    stop_reason: Option<String>,
+    done: bool,
+}
+
+impl Stream {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn block(&mut self, index: usize) -> Result<&mut Partial, WireError> {
+        self.blocks
+            .get_mut(index)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| WireError::Malformed(format!("delta for unknown content block {index}")))
+    }
+}
+
+/// `message_delta.usage` is cumulative: fields present replace those of `message_start`.
+fn merge_usage(into: &mut Option<ResponseUsage>, delta: ResponseUsage) {
+    let Some(base) = into else {
+        *into = Some(delta);
+        return;
+    };
+    base.input_tokens = delta.input_tokens.or(base.input_tokens);
+    base.output_tokens = delta.output_tokens.or(base.output_tokens);
+    base.cache_creation_input_tokens = delta
+        .cache_creation_input_tokens
+        .or(base.cache_creation_input_tokens);
+    base.cache_read_input_tokens = delta
+        .cache_read_input_tokens
+        .or(base.cache_read_input_tokens);
+}
+
+fn append(block: &mut Value, field: &str, piece: &str) {
+    if let Value::Object(map) = block {
+        match map.get_mut(field) {
+            Some(Value::String(text)) => text.push_str(piece),
+            _ => {
+                map.insert(field.to_owned(), Value::String(piece.to_owned()));
+            }
+        }
+    }
+}
+
+impl StreamAssembler for Stream {
+    fn event(&mut self, event: &SseEvent) -> Result<(), WireError> {
+        let parsed: StreamEvent = serde_json::from_str(&event.data)?;
+        match parsed {
+            StreamEvent::MessageStart { message } => {
+                self.id = message.id;
+                self.model = message.model;
+                self.usage = message.usage;
+            }
+            StreamEvent::ContentBlockStart {
+                index,
+                content_block,
+            } => {
+                let partial =
+                    if content_block.get("type").and_then(Value::as_str) == Some("tool_use") {
+                        let text = |name: &str| {
+                            content_block
+                                .get(name)
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                                .to_owned()
+                        };
+                        Partial::ToolUse {
+                            id: text("id"),
+                            name: text("name"),
+                            input: content_block.get("input").cloned(),
+                            json: String::new(),
+                        }
+                    } else {
+                        Partial::Block(content_block)
+                    };
+                if self.blocks.len() <= index {
+                    self.blocks.resize_with(index + 1, || None);
+                }
+                self.blocks[index] = Some(partial);
+            }
+            StreamEvent::ContentBlockDelta { index, delta } => {
+                let block = self.block(index)?;
+                match (block, delta) {
+                    (Partial::Block(block), Delta::TextDelta { text }) => {
+                        append(block, "text", &text);
+                    }
+                    (Partial::Block(block), Delta::ThinkingDelta { thinking }) => {
+                        append(block, "thinking", &thinking);
+                    }
+                    (Partial::Block(block), Delta::SignatureDelta { signature }) => {
+                        append(block, "signature", &signature);
+                    }
+                    (Partial::ToolUse { json, .. }, Delta::InputJsonDelta { partial_json }) => {
+                        json.push_str(&partial_json);
+                    }
+                    // A delta that does not fit its block (or a newer delta type) adds nothing
+                    // this code could use.
+                    _ => {}
+                }
+            }
+            StreamEvent::ContentBlockStop {} | StreamEvent::Other => {}
+            StreamEvent::MessageDelta { delta, usage } => {
+                if let Some(reason) = delta.and_then(|d| d.stop_reason) {
+                    self.stop_reason = Some(reason);
+                }
+                if let Some(usage) = usage {
+                    merge_usage(&mut self.usage, usage);
+                }
+            }
+            StreamEvent::MessageStop {} => self.done = true,
+            StreamEvent::Error { error } => {
+                let error = error.unwrap_or(StreamError {
+                    kind: None,
+                    message: None,
+                });
+                return Err(WireError::Failed {
+                    code: error.kind.unwrap_or_else(|| "error".to_owned()),
+                    message: error.message.unwrap_or_default(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn is_complete(&self) -> bool {
+        self.done
+    }
+
+    fn finish(self: Box<Self>) -> Result<Parsed, WireError> {
+        if !self.done {
+            return Err(WireError::Incomplete(
+                "the stream ended before message_stop".to_owned(),
+            ));
+        }
+        let mut blocks = Vec::with_capacity(self.blocks.len());
+        // Tool calls whose streamed JSON does not parse, by their place among the tool calls.
+        let mut broken = Vec::new();
+        let mut calls = 0usize;
+        for partial in self.blocks.into_iter().flatten() {
+            match partial {
+                Partial::Block(value) => {
+                    blocks.push(serde_json::from_value::<ResponseBlock>(value)?);
+                }
+                Partial::ToolUse {
+                    id,
+                    name,
+                    input,
+                    json,
+                } => {
+                    let input = if json.trim().is_empty() {
+                        input
+                    } else {
+                        match serde_json::from_str::<Value>(&json) {
+                            Ok(value) => Some(value),
+                            Err(_) => {
+                                broken.push((calls, json));
+                                None
+                            }
+                        }
+                    };
+                    calls += 1;
+                    blocks.push(ResponseBlock::ToolUse {
+                        id: Some(id),
+                        name: Some(name),
+                        input,
+                    });
+                }
+            }
+        }
+        let mut parsed = convert(Response {
+            id: self.id,
+            model: self.model,
+            content: Some(blocks),
+            stop_reason: self.stop_reason,
+            usage: self.usage,
+        })?;
+        if !broken.is_empty() {
+            let mut n = 0usize;
+            for block in &mut parsed.message.content {
+                if let ContentBlock::ToolCall(call) = block {
+                    if let Some((_, raw)) = broken.iter().find(|(i, _)| *i == n) {
+                        *call = ToolCall::from_json_text(call.id.clone(), call.name.clone(), raw);
+                    }
+                    n += 1;
+                }
+            }
+        }
+        mark_cut_off_calls(&mut parsed.message, &parsed.stop_reason);
+        Ok(parsed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,6 +780,7 @@ mod tests {
             reasoning_effort: None,
             prompt_caching: caching,
             dialect: ChatDialect::OpenAi,
+            stream: false,
         }
     }
 

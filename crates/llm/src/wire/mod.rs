@@ -8,11 +8,13 @@
 pub mod anthropic;
 pub mod openai_chat;
 pub mod openai_responses;
+pub mod sse;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::types::{Message, ReasoningEffort, StopReason, ToolChoice, Usage};
+use crate::types::{ContentBlock, Message, ReasoningEffort, StopReason, ToolChoice, Usage};
+pub use sse::{SseEvent, SseParser};
 
 /// Request settings resolved from the model's configuration and the request.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +28,8 @@ pub struct WireOptions<'a> {
     pub prompt_caching: bool,
     /// Which Chat Completions dialect to speak.
     pub dialect: ChatDialect,
+    /// Ask for server-sent events (`"stream": true`).
+    pub stream: bool,
 }
 
 /// OpenAI's own API and the servers that imitate it differ in a few request fields.
@@ -60,7 +64,58 @@ pub enum WireError {
     /// OpenAI-compatible gateway answering 200 with an `error` object).
     #[error("{code}: {message}")]
     Failed { code: String, message: String },
+    /// A stream ended before its final event: the answer may be cut short, so it is never
+    /// passed on (the call is retried).
+    #[error("{0}")]
+    Incomplete(String),
 }
+
+/// Builds one turn from a stream of server-sent events, one implementation per API.
+pub trait StreamAssembler: Send {
+    /// Takes the next event. A failure the provider reports inside the stream is
+    /// [`WireError::Failed`] (its code decides whether the call is retried).
+    fn event(&mut self, event: &SseEvent) -> Result<(), WireError>;
+
+    /// The API's final event has arrived; the rest of the body does not matter.
+    fn is_complete(&self) -> bool;
+
+    /// The assembled turn, or [`WireError::Incomplete`] when the final event never came.
+    fn finish(self: Box<Self>) -> Result<Parsed, WireError>;
+}
+
+/// Feeds a whole SSE body through `assembler` (fixtures, benchmarks, and transports that cannot
+/// stream).
+pub fn parse_stream(
+    mut assembler: Box<dyn StreamAssembler>,
+    body: &[u8],
+) -> Result<Parsed, WireError> {
+    let mut parser = SseParser::new();
+    for event in parser.push(body).iter().chain(parser.finish().iter()) {
+        assembler.event(event)?;
+        if assembler.is_complete() {
+            break;
+        }
+    }
+    assembler.finish()
+}
+
+/// When the output limit cut a tool call short, its arguments are unfinished JSON: say so, so
+/// that the model (answered with a tool error) learns why, instead of a bare parse error.
+pub(crate) fn mark_cut_off_calls(message: &mut Message, stop_reason: &StopReason) {
+    if *stop_reason != StopReason::MaxTokens {
+        return;
+    }
+    for block in &mut message.content {
+        if let ContentBlock::ToolCall(call) = block
+            && let Some(error) = &mut call.arguments_error
+            && !error.starts_with(CUT_OFF)
+        {
+            *error = format!("{CUT_OFF} ({error})");
+        }
+    }
+}
+
+const CUT_OFF: &str = "the reply hit the output token limit in the middle of this call, so its arguments are incomplete";
 
 impl From<serde_json::Error> for WireError {
     fn from(err: serde_json::Error) -> Self {

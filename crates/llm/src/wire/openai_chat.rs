@@ -1,5 +1,5 @@
 //! OpenAI Chat Completions (`POST {base}/chat/completions`), also spoken by vLLM, llama.cpp and
-//! Ollama; non-streaming.
+//! Ollama; plain and streaming.
 
 use std::borrow::Cow;
 
@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    ChatDialect, Parsed, WireError, WireOptions, is_openai_reasoning_model, openai_tool_choice_mode,
+    ChatDialect, Parsed, SseEvent, StreamAssembler, WireError, WireOptions,
+    is_openai_reasoning_model, mark_cut_off_calls, openai_tool_choice_mode,
 };
 use crate::types::{
     ContentBlock, Message, ModelRequest, Reasoning, Role, StopReason, ToolCall, ToolChoice, Usage,
@@ -42,6 +43,14 @@ struct Request<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     prompt_cache_key: Option<&'a str>,
     stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Debug, Serialize)]
+struct StreamOptions {
+    /// Without it no usage arrives in a stream.
+    include_usage: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -131,7 +140,7 @@ fn joined_text(message: &Message) -> Option<Cow<'_, str>> {
     }
 }
 
-fn push_messages<'a>(out: &mut Vec<ChatMessage<'a>>, message: &'a Message) {
+fn push_messages<'a>(out: &mut Vec<ChatMessage<'a>>, message: &'a Message, dialect: ChatDialect) {
     match message.role {
         Role::User => {
             // Tool results become `tool` messages, which must directly follow the assistant
@@ -156,7 +165,7 @@ fn push_messages<'a>(out: &mut Vec<ChatMessage<'a>>, message: &'a Message) {
                     kind: FUNCTION,
                     function: FunctionCall {
                         name: &call.name,
-                        arguments: call.arguments_json_text(),
+                        arguments: replayed_arguments(call, dialect),
                     },
                 })
                 .collect();
@@ -171,6 +180,18 @@ fn push_messages<'a>(out: &mut Vec<ChatMessage<'a>>, message: &'a Message) {
     }
 }
 
+/// The arguments of a past call as sent back. OpenAI takes the model's own text, even when it
+/// is not JSON; llama.cpp parses history arguments to render its chat template and answers
+/// HTTP 500 "Failed to parse tool call arguments as JSON" (every retry alike), so compatible
+/// servers get `{}` for a call whose arguments did not parse (the tool error that answered it
+/// says what was wrong).
+fn replayed_arguments(call: &ToolCall, dialect: ChatDialect) -> String {
+    match dialect {
+        ChatDialect::Compatible if call.arguments_error.is_some() => "{}".to_owned(),
+        ChatDialect::OpenAi | ChatDialect::Compatible => call.arguments_json_text(),
+    }
+}
+
 /// The JSON body of a Chat Completions request.
 pub fn build_request(req: &ModelRequest, opts: &WireOptions<'_>) -> Result<Vec<u8>, WireError> {
     let openai = opts.dialect == ChatDialect::OpenAi;
@@ -181,7 +202,7 @@ pub fn build_request(req: &ModelRequest, opts: &WireOptions<'_>) -> Result<Vec<u
         messages.push(ChatMessage::System { content: system });
     }
     for message in &req.messages {
-        push_messages(&mut messages, message);
+        push_messages(&mut messages, message, opts.dialect);
     }
 
     let tools: Vec<Tool<'_>> = req
@@ -221,7 +242,10 @@ pub fn build_request(req: &ModelRequest, opts: &WireOptions<'_>) -> Result<Vec<u
         temperature: opts.temperature.filter(|_| !reasoning_model),
         reasoning_effort: opts.reasoning_effort.map(|effort| effort.as_str()),
         prompt_cache_key: req.cache_key.as_deref().filter(|_| openai),
-        stream: false,
+        stream: opts.stream,
+        stream_options: opts.stream.then_some(StreamOptions {
+            include_usage: true,
+        }),
     };
     Ok(serde_json::to_vec(&body)?)
 }
@@ -271,7 +295,7 @@ struct ResponseFunction {
     arguments: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct ResponseUsage {
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
@@ -279,12 +303,12 @@ struct ResponseUsage {
     completion_tokens_details: Option<CompletionDetails>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct PromptDetails {
     cached_tokens: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct CompletionDetails {
     reasoning_tokens: Option<u64>,
 }
@@ -359,19 +383,52 @@ pub fn parse_response(body: &[u8]) -> Result<Parsed, WireError> {
         refusal: None,
         tool_calls: None,
     });
+    Ok(convert(
+        message,
+        choice.finish_reason,
+        response.usage,
+        response.model,
+        response.id,
+    ))
+}
 
+/// `<think>…</think>` at the start of the text: reasoning of models served without a reasoning
+/// parser (Qwen3, DeepSeek-R1 on plain llama.cpp or vLLM), kept apart from the answer.
+fn split_think(text: String) -> (Option<String>, String) {
+    const OPEN: &str = "<think>";
+    const CLOSE: &str = "</think>";
+    let trimmed = text.trim_start();
+    if let Some(rest) = trimmed.strip_prefix(OPEN)
+        && let Some((thought, answer)) = rest.split_once(CLOSE)
+    {
+        return (
+            Some(thought.trim().to_owned()),
+            answer.trim_start().to_owned(),
+        );
+    }
+    (None, text)
+}
+
+fn convert(
+    message: ResponseMessage,
+    finish_reason: Option<String>,
+    usage_field: Option<ResponseUsage>,
+    model: Option<String>,
+    id: Option<String>,
+) -> Parsed {
     let mut content = Vec::new();
+    let (think, text) = split_think(content_text(message.content));
     if let Some(text) = message
         .reasoning_content
         .or(message.reasoning)
         .filter(|t| !t.is_empty())
+        .or(think.filter(|t| !t.is_empty()))
     {
         content.push(ContentBlock::Reasoning(Reasoning {
             text,
             ..Reasoning::default()
         }));
     }
-    let text = content_text(message.content);
     let refusal = message.refusal.filter(|r| !r.is_empty());
     if !text.is_empty() {
         content.push(ContentBlock::text(text));
@@ -389,31 +446,209 @@ pub fn parse_response(body: &[u8]) -> Result<Parsed, WireError> {
     content.extend(calls.into_iter().map(ContentBlock::ToolCall));
 
     // Decide "wants tools" from the calls, not finish_reason: some local servers report "stop"
-    // alongside tool calls.
-    let stop_reason = if has_tool_calls {
-        StopReason::ToolUse
-    } else if refusal.is_some() {
-        StopReason::Refusal
-    } else {
-        match choice.finish_reason.as_deref() {
-            Some("stop") | None => StopReason::EndTurn,
-            Some("length") => StopReason::MaxTokens,
-            Some("content_filter") => StopReason::ContentFilter,
-            Some("tool_calls" | "function_call") => StopReason::ToolUse,
-            Some(other) => StopReason::Other(other.to_owned()),
-        }
+    // alongside tool calls. `length` wins even with calls: the last call is likely cut short.
+    let stop_reason = match finish_reason.as_deref() {
+        Some("length") => StopReason::MaxTokens,
+        _ if has_tool_calls => StopReason::ToolUse,
+        _ if refusal.is_some() => StopReason::Refusal,
+        Some("stop") | None => StopReason::EndTurn,
+        Some("content_filter") => StopReason::ContentFilter,
+        Some("tool_calls" | "function_call") => StopReason::ToolUse,
+        Some(other) => StopReason::Other(other.to_owned()),
     };
 
-    Ok(Parsed {
-        message: Message {
-            role: Role::Assistant,
-            content,
-        },
+    let mut message = Message {
+        role: Role::Assistant,
+        content,
+    };
+    mark_cut_off_calls(&mut message, &stop_reason);
+    Parsed {
+        message,
         stop_reason,
-        usage: response.usage.map(usage),
-        model: response.model,
-        id: response.id,
-    })
+        usage: usage_field.map(usage),
+        model,
+        id,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming
+
+#[derive(Debug, Deserialize)]
+struct Chunk {
+    id: Option<String>,
+    model: Option<String>,
+    #[serde(default)]
+    choices: Option<Vec<ChunkChoice>>,
+    usage: Option<ResponseUsage>,
+    error: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChunkChoice {
+    delta: Option<ChunkDelta>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChunkDelta {
+    content: Option<Value>,
+    reasoning_content: Option<String>,
+    reasoning: Option<String>,
+    refusal: Option<String>,
+    tool_calls: Option<Vec<ChunkToolCall>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChunkToolCall {
+    /// Which call a fragment continues; servers that send each call whole may leave it out.
+    index: Option<usize>,
+    id: Option<String>,
+    function: Option<ResponseFunction>,
+}
+
+#[derive(Debug, Default)]
+struct PartialCall {
+    id: Option<String>,
+    name: String,
+    /// Concatenated string fragments.
+    arguments: String,
+    /// Arguments sent as an object (some local servers) rather than as JSON text.
+    object: Option<Value>,
+}
+
+/// Assembles a Chat Completions stream: `delta.content` and reasoning pieces concatenated, tool
+/// calls accumulated by `index` (id and name in the first fragment, argument text in pieces),
+/// usage from the chunk that carries it (a last chunk with `choices: []` on OpenAI, the last
+/// content chunk on some servers), complete at `data: [DONE]`.
+#[derive(Debug, Default)]
+pub struct Stream {
+    id: Option<String>,
+    model: Option<String>,
+    text: String,
+    reasoning: String,
+    refusal: String,
+    calls: Vec<PartialCall>,
+    finish_reason: Option<String>,
+    usage: Option<ResponseUsage>,
+    done: bool,
+}
+
+impl Stream {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+const DONE: &str = "[DONE]";
+
+impl StreamAssembler for Stream {
+    fn event(&mut self, event: &SseEvent) -> Result<(), WireError> {
+        if event.data.trim() == DONE {
+            self.done = true;
+            return Ok(());
+        }
+        let chunk: Chunk = serde_json::from_str(&event.data)?;
+        if let Some(error) = chunk.error {
+            let info = super::parse_error_body(
+                serde_json::json!({ "error": error }).to_string().as_bytes(),
+            );
+            return Err(WireError::Failed {
+                code: info.error_type.unwrap_or_else(|| "error".to_owned()),
+                message: info.message,
+            });
+        }
+        if self.id.is_none() {
+            self.id = chunk.id;
+        }
+        if self.model.is_none() {
+            self.model = chunk.model;
+        }
+        if chunk.usage.is_some() {
+            self.usage = chunk.usage;
+        }
+        let Some(choice) = chunk.choices.and_then(|c| c.into_iter().next()) else {
+            return Ok(());
+        };
+        if choice.finish_reason.is_some() {
+            self.finish_reason = choice.finish_reason;
+        }
+        let Some(delta) = choice.delta else {
+            return Ok(());
+        };
+        self.text.push_str(&content_text(delta.content));
+        if let Some(piece) = delta.reasoning_content.or(delta.reasoning) {
+            self.reasoning.push_str(&piece);
+        }
+        if let Some(piece) = delta.refusal {
+            self.refusal.push_str(&piece);
+        }
+        for fragment in delta.tool_calls.unwrap_or_default() {
+            let index = match fragment.index {
+                Some(index) => index,
+                // A whole call without an index: the next one, unless it continues the last.
+                None if fragment.id.is_some() => self.calls.len(),
+                None => self.calls.len().saturating_sub(1),
+            };
+            if self.calls.len() <= index {
+                self.calls.resize_with(index + 1, PartialCall::default);
+            }
+            let call = &mut self.calls[index];
+            if let Some(id) = fragment.id.filter(|id| !id.is_empty()) {
+                call.id = Some(id);
+            }
+            if let Some(function) = fragment.function {
+                if let Some(name) = function.name {
+                    call.name.push_str(&name);
+                }
+                match function.arguments {
+                    Some(Value::String(piece)) => call.arguments.push_str(&piece),
+                    Some(Value::Null) | None => {}
+                    Some(object) => call.object = Some(object),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn is_complete(&self) -> bool {
+        self.done
+    }
+
+    fn finish(self: Box<Self>) -> Result<Parsed, WireError> {
+        // `[DONE]` is the end; a server that closes right after the finish reason without it
+        // has sent the whole answer too (at worst without usage, which is then unknown).
+        if !self.done && self.finish_reason.is_none() {
+            return Err(WireError::Incomplete(
+                "the stream ended before a finish_reason or [DONE]".to_owned(),
+            ));
+        }
+        let tool_calls = self
+            .calls
+            .into_iter()
+            .map(|call| ResponseToolCall {
+                id: call.id,
+                function: Some(ResponseFunction {
+                    name: Some(call.name),
+                    arguments: Some(call.object.unwrap_or(Value::String(call.arguments))),
+                }),
+            })
+            .collect();
+        let message = ResponseMessage {
+            content: Some(Value::String(self.text)),
+            reasoning_content: Some(self.reasoning),
+            reasoning: None,
+            refusal: Some(self.refusal),
+            tool_calls: Some(tool_calls),
+        };
+        Ok(convert(
+            message,
+            self.finish_reason,
+            self.usage,
+            self.model,
+            self.id,
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -431,6 +666,7 @@ mod tests {
             reasoning_effort: None,
             prompt_caching: true,
             dialect,
+            stream: false,
         }
     }
 
@@ -552,6 +788,13 @@ mod tests {
         assert_eq!(
             value["messages"][0]["tool_calls"][0]["function"]["arguments"],
             json!("{oops")
+        );
+        // llama.cpp rejects unparsable history arguments with a 500 (real answer saved in
+        // tests/fixtures/openai_chat/llamacpp_error_500_bad_arguments.json).
+        let value = body(&req, &opts(ChatDialect::Compatible, "local"));
+        assert_eq!(
+            value["messages"][0]["tool_calls"][0]["function"]["arguments"],
+            json!("{}")
         );
     }
 

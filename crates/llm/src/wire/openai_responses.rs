@@ -1,4 +1,5 @@
-//! OpenAI Responses API (`POST {base}/responses`), stateless (`store: false`), non-streaming.
+//! OpenAI Responses API (`POST {base}/responses`), stateless (`store: false`), plain and
+//! streaming.
 //!
 //! The full history is sent every time, with reasoning items carried as `encrypted_content`, so no
 //! server-side state can expire under a long run.
@@ -6,7 +7,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Parsed, WireError, WireOptions, is_openai_reasoning_model, openai_tool_choice_mode};
+use super::{
+    Parsed, SseEvent, StreamAssembler, WireError, WireOptions, is_openai_reasoning_model,
+    mark_cut_off_calls, openai_tool_choice_mode,
+};
 use crate::types::{
     ContentBlock, Message, ModelRequest, Reasoning, Role, StopReason, ToolCall, ToolChoice, Usage,
 };
@@ -228,7 +232,7 @@ pub fn build_request(req: &ModelRequest, opts: &WireOptions<'_>) -> Result<Vec<u
         max_output_tokens: opts.max_tokens,
         temperature: opts.temperature.filter(|_| !reasoning_model),
         prompt_cache_key: req.cache_key.as_deref(),
-        stream: false,
+        stream: opts.stream,
     };
     Ok(serde_json::to_vec(&body)?)
 }
@@ -332,7 +336,10 @@ fn texts(parts: Option<Vec<TextPart>>) -> Vec<String> {
 /// Reads a non-streaming Responses response. `status: "failed"` is a [`WireError::Failed`]
 /// carrying the provider's code, which decides whether the call is retried.
 pub fn parse_response(body: &[u8]) -> Result<Parsed, WireError> {
-    let response: Response = serde_json::from_slice(body)?;
+    convert(serde_json::from_slice(body)?)
+}
+
+fn convert(response: Response) -> Result<Parsed, WireError> {
     if response.status.as_deref() == Some(STATUS_FAILED) {
         let error = response.error.unwrap_or(ResponseError {
             code: None,
@@ -435,16 +442,117 @@ pub fn parse_response(body: &[u8]) -> Result<Parsed, WireError> {
         }
     });
 
+    let mut message = Message {
+        role: Role::Assistant,
+        content,
+    };
+    mark_cut_off_calls(&mut message, &stop_reason);
     Ok(Parsed {
-        message: Message {
-            role: Role::Assistant,
-            content,
-        },
+        message,
         stop_reason,
         usage,
         model: response.model,
         id: response.id,
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming
+
+#[derive(Debug, Deserialize)]
+struct StreamEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    /// The whole response object (`response.created`, `.completed`, `.incomplete`, `.failed`).
+    response: Option<Value>,
+    /// A finished output item (`response.output_item.done`).
+    item: Option<Value>,
+    output_index: Option<usize>,
+    /// The `error` event: `{"type":"error","code":…,"message":…}`.
+    code: Option<String>,
+    message: Option<String>,
+}
+
+/// Assembles a Responses stream from its complete objects: every `response.output_item.done`
+/// item, and the final `response.completed` (or `.incomplete`) object for status and usage.
+/// Deltas only serve live display, so they are skipped.
+#[derive(Debug, Default)]
+pub struct Stream {
+    /// Finished items with their `output_index` (arrival order when absent).
+    items: Vec<(usize, Value)>,
+    last: Option<Value>,
+    done: bool,
+}
+
+impl Stream {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl StreamAssembler for Stream {
+    fn event(&mut self, event: &SseEvent) -> Result<(), WireError> {
+        let parsed: StreamEvent = serde_json::from_str(&event.data)?;
+        match parsed.kind.as_str() {
+            "response.output_item.done" => {
+                if let Some(item) = parsed.item {
+                    let index = parsed.output_index.unwrap_or(self.items.len());
+                    self.items.push((index, item));
+                }
+            }
+            "response.completed" | "response.incomplete" => {
+                self.last = parsed.response;
+                self.done = true;
+            }
+            "response.failed" => {
+                // The failure and its code are read as in a plain `status: failed` body.
+                if let Some(response) = parsed.response {
+                    convert(serde_json::from_value(response)?)?;
+                }
+                return Err(WireError::Failed {
+                    code: STATUS_FAILED.to_owned(),
+                    message: "the response failed".to_owned(),
+                });
+            }
+            "error" => {
+                return Err(WireError::Failed {
+                    code: parsed.code.unwrap_or_else(|| "error".to_owned()),
+                    message: parsed.message.unwrap_or_default(),
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn is_complete(&self) -> bool {
+        self.done
+    }
+
+    fn finish(self: Box<Self>) -> Result<Parsed, WireError> {
+        if !self.done {
+            return Err(WireError::Incomplete(
+                "the stream ended before response.completed".to_owned(),
+            ));
+        }
+        let mut response = match self.last {
+            Some(Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        let has_output = response
+            .get("output")
+            .and_then(Value::as_array)
+            .is_some_and(|output| !output.is_empty());
+        if !has_output {
+            let mut items = self.items;
+            items.sort_by_key(|(index, _)| *index);
+            response.insert(
+                "output".to_owned(),
+                Value::Array(items.into_iter().map(|(_, item)| item).collect()),
+            );
+        }
+        convert(serde_json::from_value(Value::Object(response))?)
+    }
 }
 
 #[cfg(test)]
@@ -463,6 +571,7 @@ mod tests {
             reasoning_effort: None,
             prompt_caching: true,
             dialect: ChatDialect::OpenAi,
+            stream: false,
         }
     }
 

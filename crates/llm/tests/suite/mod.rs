@@ -9,4 +9,5 @@ mod openai_responses;
 mod resilience;
 mod scripted;
 mod secrets;
+mod streaming;
 mod support;

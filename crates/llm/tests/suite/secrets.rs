@@ -40,6 +40,9 @@ async fn the_key_never_leaks() {
         .finish();
     // Current-thread test runtime: everything below runs on this thread and is captured.
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests of this binary hit the same log call sites at the same time, on threads
+    // without a subscriber; a call site registered in that race can cache "never interested".
+    tracing::callsite::rebuild_interest_cache();
     let mut seen = Vec::<String>::new();
 
     // Success, Anthropic and OpenAI.
@@ -83,6 +86,7 @@ async fn the_key_never_leaks() {
     }
 
     // 500s echoing the key until the retries run out (each retry logs a warning).
+    tracing::callsite::rebuild_interest_cache();
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(json_response(

@@ -1,15 +1,18 @@
 //! The meta-agent's tools: files only inside harness/, holdout tasks invisible everywhere.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use autoagent_agent::tools::{HostTool, ToolError};
 use autoagent_eval::job::Silent;
 use autoagent_harbor::Task;
+use autoagent_optimize::ExperimentId;
 use autoagent_optimize::evaluate::Evaluator;
 use autoagent_optimize::meta::{MetaContext, first_message, tools};
+use autoagent_optimize::split::TaskSplit;
 use autoagent_sandbox::local::{Isolation, LocalBackend};
+use autoagent_settings::Holdout;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -80,11 +83,6 @@ fn fixture() -> Fixture {
          abc1234\t0.0\t0/1\thello-file=0/1\t\tkeep\tbaseline\t0.5\t100\t\t\t1.0\tjobs/exp-0000\n",
     )
     .unwrap();
-    let train: BTreeMap<String, Task> = [(
-        "hello-file".to_owned(),
-        Task::load(&examples().join("tasks/hello-file"), false).unwrap(),
-    )]
-    .into();
     let evaluator = Arc::new(Evaluator {
         backend: Arc::new(LocalBackend::with_isolation(Isolation::None)),
         model: scripted(Path::new("/nonexistent.toml")),
@@ -96,17 +94,21 @@ fn fixture() -> Fixture {
         timeout_multiplier: 1.0,
         observer: Arc::new(Silent),
     });
+    // The tools are built from the train side of the split: the holdout task is not in it.
+    let tasks = [
+        Task::load(&examples().join("tasks/hello-file"), false).unwrap(),
+        Task::load(&examples().join("tasks/workdir"), false).unwrap(),
+    ];
+    let split = TaskSplit::new(&tasks, &Holdout::Tasks(vec!["workdir".to_owned()]));
+    assert_eq!(split.holdout, BTreeSet::from(["workdir".to_owned()]));
     let ctx = Arc::new(MetaContext {
         harness_dir: harness,
         jobs_dir: jobs,
         ledger_path: root.join("results.tsv"),
-        train,
-        holdout: BTreeSet::from(["workdir".to_owned()]),
+        train: split.train,
         evaluator,
-        experiment: 1,
+        experiment: ExperimentId(1),
         spot_attempts: 1,
-        spot_checks: Mutex::new(0),
-        proposal: Mutex::new(None),
         cancel: CancellationToken::new(),
     });
     Fixture {
@@ -244,11 +246,11 @@ async fn no_tool_shows_a_holdout_task() {
         seen.push(r);
     }
     let r = f.call("read_task", json!({"task": "workdir"})).await;
-    assert_eq!(r, Err("`workdir` is not a train task".to_owned()));
+    assert_eq!(r, Err("no train task named `workdir`".to_owned()));
     let r = f
         .call("spot_check", json!({"tasks": ["hello-file", "workdir"]}))
         .await;
-    assert_eq!(r, Err("`workdir` is not a train task".to_owned()));
+    assert_eq!(r, Err("no train task named `workdir`".to_owned()));
     seen.push(Ok(first_message(
         &f.ctx,
         Some(&f.root.join("jobs/exp-0000")),
@@ -290,4 +292,89 @@ async fn no_tool_shows_a_holdout_task() {
             .unwrap()
             .contains("Hello, world!")
     );
+}
+
+/// Every tool, every string argument set to every name or path a holdout task or trial goes by:
+/// each answer is the answer for a name that does not exist (the same length, so even a byte
+/// count cannot tell them apart), and none carries holdout content.
+#[tokio::test]
+async fn no_tool_tells_a_holdout_name_or_path_from_a_missing_one() {
+    let f = fixture();
+    let jobs = f.root.join("jobs");
+    // (a name or path of holdout material, one of the same length that names nothing)
+    let probes: Vec<(String, String)> = vec![
+        ("workdir".into(), "nowork1".into()),
+        ("workdir__BBBBBBB".into(), "nowork1__ZZZZZZZ".into()),
+        ("workdir__CCCCCCC".into(), "nowork1__YYYYYYY".into()),
+        (
+            "exp-0000-holdout/workdir__BBBBBBB".into(),
+            "exp-0000-nothing/nowork1__ZZZZZZZ".into(),
+        ),
+        (
+            "../exp-0000-holdout/workdir__BBBBBBB".into(),
+            "../exp-0000-nothing/nowork1__ZZZZZZZ".into(),
+        ),
+        (
+            "../jobs/exp-0000-holdout/workdir__BBBBBBB/agent/trajectory.json".into(),
+            "../jobs/exp-0000-nothing/nowork1__ZZZZZZZ/agent/trajectory.json".into(),
+        ),
+        (
+            jobs.join("exp-0000-holdout/workdir__BBBBBBB/verifier/test-stdout.txt")
+                .display()
+                .to_string(),
+            jobs.join("exp-0000-nothing/nowork1__ZZZZZZZ/verifier/test-stdout.txt")
+                .display()
+                .to_string(),
+        ),
+    ];
+    let names: Vec<String> = f.tools.iter().map(|t| t.spec().name).collect();
+    assert_eq!(names.len(), 14, "{names:?}");
+    for tool in &f.tools {
+        let spec = tool.spec();
+        // Spot checks and finish with a holdout name are covered by the refusals above; writing
+        // files named after probes is harmless but would make the two runs differ in state.
+        if ["write_file", "edit_file", "finish"].contains(&spec.name.as_str()) {
+            continue;
+        }
+        let props = spec.parameters["properties"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for (holdout, missing) in &probes {
+            let args = |value: &str| {
+                let mut a = serde_json::Map::new();
+                for (k, p) in &props {
+                    let v = match p["type"].as_str() {
+                        Some("string") if p.get("enum").is_some() => p["enum"][0].clone(),
+                        Some("string") => json!(value),
+                        Some("integer") => json!(0),
+                        Some("array") => json!([value]),
+                        Some("boolean") => json!(false),
+                        _ => Value::Null,
+                    };
+                    a.insert(k.clone(), v);
+                }
+                Value::Object(a)
+            };
+            let seen = f.call(&spec.name, args(holdout)).await;
+            let missing_answer = f.call(&spec.name, args(missing)).await;
+            let as_missing = match &seen {
+                Ok(t) => Ok(t.replace(holdout.as_str(), missing)),
+                Err(t) => Err(t.replace(holdout.as_str(), missing)),
+            };
+            assert_eq!(
+                as_missing, missing_answer,
+                "{}({holdout}) answers unlike a missing name",
+                spec.name
+            );
+            let text = match &seen {
+                Ok(t) | Err(t) => t,
+            };
+            assert!(
+                !text.contains(SECRET),
+                "{}({holdout}) leaked: {text}",
+                spec.name
+            );
+        }
+    }
 }

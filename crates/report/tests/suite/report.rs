@@ -259,7 +259,7 @@ async fn report_writes_the_plots_and_the_kept_diffs_from_the_ledger() {
     let expected: Vec<(u32, f64, Status)> = ledger
         .rows
         .iter()
-        .map(|r| (r.experiment().unwrap(), r.avg_score, r.status))
+        .map(|r| (r.experiment().unwrap().0, r.avg_score, r.status))
         .collect();
     assert_eq!(points, expected);
     assert_eq!(
@@ -329,7 +329,7 @@ async fn report_writes_the_plots_and_the_kept_diffs_from_the_ledger() {
         .iter()
         .map(|r| {
             (
-                r.experiment().unwrap(),
+                r.experiment().unwrap().0,
                 r.avg_score,
                 r.status.to_string(),
                 r.commit.clone(),

@@ -207,7 +207,7 @@ async fn the_dashboard_follows_a_real_run_in_a_browser() {
     let expected: Vec<(u64, f64, String, String)> = ledger
         .rows
         .iter()
-        .map(|r| (u64::from(r.experiment().unwrap()), r.avg_score, r.status.to_string(), r.commit.clone()))
+        .map(|r| (u64::from(r.experiment().unwrap().0), r.avg_score, r.status.to_string(), r.commit.clone()))
         .collect();
     assert_eq!(points, expected);
     let phase = wait_js(&c, "the phase", "document.getElementById('phase').textContent").await;

@@ -7,11 +7,19 @@
 
 use std::time::Duration;
 
+use autoagent_harbor::text::{HeadTail, head_tail};
 use autoagent_llm::ToolSpec;
 use autoagent_sandbox::{ExecOutput, ExecRequest, Sandbox, SandboxError, shell_quote};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::harness::{Harness, ScriptTool};
+
+mod bash;
+mod edit_file;
+pub(crate) mod finish;
+mod list_dir;
+mod read_file;
+mod write_file;
 
 /// Where the harness's `tools/` folder is put in the sandbox, once per run.
 pub const TOOLS_DIR: &str = "/tmp/autoagent-tools";
@@ -70,7 +78,7 @@ pub struct ToolContext<'a> {
 }
 
 impl ToolContext<'_> {
-    fn resolve(&self, path: &str) -> String {
+    pub(crate) fn resolve(&self, path: &str) -> String {
         if path.starts_with('/') {
             path.to_owned()
         } else {
@@ -78,7 +86,11 @@ impl ToolContext<'_> {
         }
     }
 
-    async fn exec(&self, command: String, timeout: Duration) -> Result<ExecOutput, ToolError> {
+    pub(crate) async fn exec(
+        &self,
+        command: String,
+        timeout: Duration,
+    ) -> Result<ExecOutput, ToolError> {
         Ok(self
             .sandbox
             .exec(ExecRequest::new(command).timeout(Some(timeout)))
@@ -86,55 +98,47 @@ impl ToolContext<'_> {
     }
 }
 
+/// A built-in tool: one file under `tools/`, its name written once there.
+#[async_trait::async_trait]
+pub(crate) trait Builtin: Send + Sync {
+    /// What `harness.toml` lists and the model calls.
+    fn name(&self) -> &'static str;
+    fn description(&self) -> &'static str;
+    /// The JSON Schema of the arguments.
+    fn parameters(&self) -> Value;
+    async fn call(&self, args: &Value, ctx: &ToolContext<'_>) -> Result<ToolOutput, ToolError>;
+}
+
+/// Every built-in tool, in the order the docs list them.
+const BUILTINS: &[&dyn Builtin] = &[
+    &bash::Bash,
+    &read_file::ReadFile,
+    &write_file::WriteFile,
+    &edit_file::EditFile,
+    &list_dir::ListDir,
+    &finish::Finish,
+];
+
+fn builtin(name: &str) -> Option<&'static dyn Builtin> {
+    BUILTINS.iter().copied().find(|t| t.name() == name)
+}
+
+/// The names of the built-in tools a harness can switch on.
+pub fn builtin_names() -> impl Iterator<Item = &'static str> {
+    BUILTINS.iter().map(|t| t.name())
+}
+
+pub fn is_builtin(name: &str) -> bool {
+    builtin(name).is_some()
+}
+
 /// The spec the model sees for a built-in tool.
 pub fn builtin_spec(name: &str) -> Option<ToolSpec> {
-    let (description, parameters) = match name {
-        "bash" => (
-            "Run a shell command (bash -c) in the task environment and get its stdout, stderr and exit code. \
-             Commands do not share state: use absolute paths or `cd DIR && …`.",
-            json!({"type": "object", "properties": {
-                "command": {"type": "string", "description": "The command line."},
-                "timeout_sec": {"type": "number", "description": "Seconds before the command is killed (default and maximum set by the harness)."}
-            }, "required": ["command"]}),
-        ),
-        "read_file" => (
-            "Read a text file. Optionally a range of lines (1-based, inclusive).",
-            json!({"type": "object", "properties": {
-                "path": {"type": "string"},
-                "start_line": {"type": "integer"},
-                "end_line": {"type": "integer"}
-            }, "required": ["path"]}),
-        ),
-        "write_file" => (
-            "Write a file (creating its directories), replacing any content.",
-            json!({"type": "object", "properties": {
-                "path": {"type": "string"},
-                "content": {"type": "string"}
-            }, "required": ["path", "content"]}),
-        ),
-        "edit_file" => (
-            "Replace an exact string in a file. `old_string` must occur exactly once unless `replace_all` is true.",
-            json!({"type": "object", "properties": {
-                "path": {"type": "string"},
-                "old_string": {"type": "string"},
-                "new_string": {"type": "string"},
-                "replace_all": {"type": "boolean"}
-            }, "required": ["path", "old_string", "new_string"]}),
-        ),
-        "list_dir" => (
-            "List a directory (names, sizes, types).",
-            json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}),
-        ),
-        "finish" => (
-            "Say that the task is done, with a short final answer or summary.",
-            json!({"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}),
-        ),
-        _ => return None,
-    };
+    let t = builtin(name)?;
     Some(ToolSpec {
-        name: name.to_owned(),
-        description: description.to_owned(),
-        parameters,
+        name: t.name().to_owned(),
+        description: t.description().to_owned(),
+        parameters: t.parameters(),
     })
 }
 
@@ -146,7 +150,7 @@ pub fn script_spec(tool: &ScriptTool) -> ToolSpec {
     }
 }
 
-fn str_arg<'a>(args: &'a Value, key: &str) -> Result<&'a str, ToolError> {
+pub(crate) fn str_arg<'a>(args: &'a Value, key: &str) -> Result<&'a str, ToolError> {
     args.get(key)
         .and_then(Value::as_str)
         .ok_or_else(|| ToolError::RespondToModel(format!("missing string argument `{key}`")))
@@ -181,128 +185,15 @@ pub async fn run_builtin(
     args: &Value,
     ctx: &ToolContext<'_>,
 ) -> Result<ToolOutput, ToolError> {
-    let quick = Duration::from_secs(60);
-    match name {
-        "bash" => {
-            let command = str_arg(args, "command")?;
-            let max = ctx.harness.config.bash.timeout_sec;
-            let secs = args
-                .get("timeout_sec")
-                .and_then(Value::as_f64)
-                .unwrap_or(max)
-                .clamp(1.0, max);
-            let out = ctx
-                .exec(command.to_owned(), Duration::from_secs_f64(secs))
-                .await?;
-            let content = format_exec(&out);
-            if out.timed_out {
-                return Err(ToolError::RespondToModel(format!(
-                    "{content}\nthe command was killed after {secs} s"
-                )));
-            }
-            Ok(ToolOutput {
-                content,
-                is_error: out.exit_code != Some(0),
-                finish: None,
-            })
-        }
-        "read_file" => {
-            let path = ctx.resolve(str_arg(args, "path")?);
-            // Cut output would look like the whole file: say so, so the model reads parts.
-            let text = read_whole(
-                ctx,
-                &path,
-                "read_file",
-                "read parts of it with bash (head, tail, sed -n, grep)",
-            )
-            .await?;
-            let start = args.get("start_line").and_then(Value::as_u64);
-            let end = args.get("end_line").and_then(Value::as_u64);
-            if start.is_none() && end.is_none() {
-                return Ok(ToolOutput::ok(text));
-            }
-            let from = start.unwrap_or(1).max(1) as usize;
-            let to = end.map(|e| e as usize).unwrap_or(usize::MAX);
-            let lines: Vec<&str> = text
-                .lines()
-                .skip(from - 1)
-                .take(to.saturating_sub(from - 1))
-                .collect();
-            Ok(ToolOutput::ok(lines.join("\n")))
-        }
-        "write_file" => {
-            let path = ctx.resolve(str_arg(args, "path")?);
-            let content = str_arg(args, "content")?;
-            ctx.sandbox
-                .write_file(&path, content.as_bytes(), 0o644)
-                .await?;
-            Ok(ToolOutput::ok(format!(
-                "wrote {} bytes to {path}",
-                content.len()
-            )))
-        }
-        "edit_file" => {
-            let path = ctx.resolve(str_arg(args, "path")?);
-            let old = str_arg(args, "old_string")?;
-            let new = str_arg(args, "new_string")?;
-            let all = args
-                .get("replace_all")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            // Checked before the file is read: no round trip for a call that cannot succeed.
-            if old.is_empty() {
-                return Err(ToolError::RespondToModel(EMPTY_OLD_STRING.into()));
-            }
-            // A cut read would be written back cut: refuse rather than lose the rest.
-            let text =
-                read_whole(ctx, &path, "edit_file", "edit it with bash (sed, python…)").await?;
-            let (updated, n) =
-                replace_exact(&text, old, new, all, &path).map_err(ToolError::RespondToModel)?;
-            // Written beside it and copied over, so the file keeps its mode and owner.
-            let tmp = format!("{path}.autoagent-edit");
-            ctx.sandbox
-                .write_file(&tmp, updated.as_bytes(), 0o644)
-                .await?;
-            let mv = ctx
-                .exec(
-                    format!(
-                        "cat -- {t} > {p} && rm -f -- {t}",
-                        t = shell_quote(&tmp),
-                        p = shell_quote(&path)
-                    ),
-                    quick,
-                )
-                .await?;
-            if mv.exit_code != Some(0) {
-                return Err(ToolError::RespondToModel(format!(
-                    "cannot write {path}: {}",
-                    mv.stderr.trim()
-                )));
-            }
-            Ok(ToolOutput::ok(format!(
-                "replaced {n} occurrence(s) in {path}"
-            )))
-        }
-        "list_dir" => {
-            let path = ctx.resolve(str_arg(args, "path")?);
-            let out = ctx
-                .exec(format!("ls -la -- {}", shell_quote(&path)), quick)
-                .await?;
-            if out.exit_code != Some(0) {
-                return Err(ToolError::RespondToModel(format!(
-                    "cannot list {path}: {}",
-                    out.stderr.trim()
-                )));
-            }
-            Ok(ToolOutput::ok(out.stdout))
-        }
-        other => Err(ToolError::RespondToModel(format!("unknown tool `{other}`"))),
+    match builtin(name) {
+        Some(t) => t.call(args, ctx).await,
+        None => Err(ToolError::RespondToModel(format!("unknown tool `{name}`"))),
     }
 }
 
 /// A whole text file from the sandbox, or what to tell the model: it is missing, or too large to
 /// return whole (then `instead` says what to do).
-async fn read_whole(
+pub(crate) async fn read_whole(
     ctx: &ToolContext<'_>,
     path: &str,
     tool: &str,
@@ -329,7 +220,7 @@ async fn read_whole(
     Ok(out.stdout)
 }
 
-const EMPTY_OLD_STRING: &str = "`old_string` must not be empty";
+pub(crate) const EMPTY_OLD_STRING: &str = "`old_string` must not be empty";
 
 /// `edit_file`'s rule, shared by the task agent's and the meta-agent's tools: `old` must occur
 /// exactly once unless `all`. Returns the new text and how many occurrences were replaced, or
@@ -405,17 +296,18 @@ pub async fn spill(
     path: &str,
     sandbox: &dyn Sandbox,
 ) -> Result<String, ToolError> {
-    let chars = content.chars().count();
-    if chars <= limit {
+    let Some(HeadTail {
+        head,
+        tail,
+        omitted,
+        total,
+    }) = head_tail(&content, limit)
+    else {
         return Ok(content);
-    }
+    };
     sandbox.write_file(path, content.as_bytes(), 0o644).await?;
-    let half = limit / 2;
-    let head: String = content.chars().take(half).collect();
-    let tail: String = content.chars().skip(chars - half).collect();
     Ok(format!(
-        "{head}\n[... {} characters omitted; the full output ({chars} characters) is in {path}: read parts of it with tools such as head, tail, grep or sed ...]\n{tail}",
-        chars - 2 * half
+        "{head}\n[... {omitted} characters omitted; the full output ({total} characters) is in {path}: read parts of it with tools such as head, tail, grep or sed ...]\n{tail}"
     ))
 }
 
@@ -442,7 +334,7 @@ mod tests {
 
     #[test]
     fn every_builtin_has_a_valid_spec() {
-        for name in crate::harness::BUILTIN_TOOLS {
+        for name in builtin_names() {
             let spec = builtin_spec(name).unwrap();
             crate::harness::check_schema(&spec.parameters, "parameters").unwrap();
         }

@@ -186,7 +186,12 @@ impl Trajectory {
         let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         let tmp = path.with_extension("json.tmp");
         // The dir may be shared with the sandbox: never follow what it planted there.
-        autoagent_sandbox::write_shared(&tmp, &bytes)?;
+        crate::fs::write_shared(&tmp, &bytes)?;
         std::fs::rename(&tmp, path)
+    }
+
+    /// Reads a trajectory from a directory a sandbox shares with the host (no symlinks).
+    pub fn read(path: &std::path::Path) -> Result<Self, crate::fs::ReadError> {
+        crate::fs::read_shared_json(path)
     }
 }

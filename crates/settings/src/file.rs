@@ -33,6 +33,9 @@ pub struct ModelsSection {
     /// `model` or `provider/model`: `[models.prices."openai-compatible/qwen3-coder"]`
     /// `input = 0.2`, `output = 0.6`. A model without a price has an unknown cost, never 0.
     pub prices: HashMap<String, Price>,
+    /// Stream answers (server-sent events): `true` or `false`; unset streams only where the
+    /// provider needs it (Anthropic with a large `max_tokens`).
+    pub stream: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
