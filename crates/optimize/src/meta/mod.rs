@@ -21,7 +21,9 @@ use autoagent_sandbox::Backend;
 use tokio_util::sync::CancellationToken;
 
 pub use context::MetaContext;
-pub use prompt::{META_PROMPT, STEERING_FILE, first_message, meta_harness, render_steps, with_steering};
+pub use prompt::{
+    META_PROMPT, STEERING_FILE, first_message, meta_harness, render_steps, with_steering,
+};
 pub use tools::{Proposal, tools};
 
 use crate::run::{Reporter, add_cost};

@@ -24,7 +24,9 @@ use super::support::serve;
 const STEERING: &str = "prefer small generic tools over prompt changes";
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn copy_dir(src: &Path, dst: &Path) {
@@ -52,7 +54,12 @@ fn chromedriver_or_skip() -> Option<PathBuf> {
     let found = ["chromedriver", "/usr/bin/chromedriver"]
         .iter()
         .map(PathBuf::from)
-        .find(|p| Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success()));
+        .find(|p| {
+            Command::new(p)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
     if found.is_none() {
         assert!(
             std::env::var("AUTOAGENT_REQUIRE_DOCKER").as_deref() != Ok("1"),
@@ -72,7 +79,11 @@ impl Drop for Driver {
 }
 
 async fn browser(driver: &Path) -> (Driver, Client) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(driver)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -106,13 +117,19 @@ async fn browser(driver: &Path) -> (Driver, Client) {
 async fn wait_js(c: &Client, what: &str, expr: &str) -> Value {
     let t0 = Instant::now();
     loop {
-        let v = c.execute(&format!("return ({expr});"), vec![]).await.unwrap();
+        let v = c
+            .execute(&format!("return ({expr});"), vec![])
+            .await
+            .unwrap();
         if !(v.is_null() || v == json!(false) || v == json!(0) || v == json!("")) {
             return v;
         }
         if t0.elapsed() > Duration::from_secs(20) {
             let html = c.source().await.unwrap_or_default();
-            panic!("timed out waiting for {what}: {expr}\n{}", &html[..html.len().min(4000)]);
+            panic!(
+                "timed out waiting for {what}: {expr}\n{}",
+                &html[..html.len().min(4000)]
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -126,7 +143,12 @@ async fn shot(c: &Client, dir: &Path, name: &str) {
 }
 
 fn git(harness: &Path, args: &[&str]) -> String {
-    let o = Command::new("git").arg("-C").arg(harness).args(args).output().unwrap();
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(harness)
+        .args(args)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "git {args:?}");
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -163,11 +185,28 @@ async fn the_dashboard_follows_a_real_run_in_a_browser() {
     // The steering note, saved from the run page before the run.
     c.goto(&format!("{base}/")).await.unwrap();
     wait_js(&c, "the run page", "document.body.dataset.rendered").await;
-    c.find(Locator::Id("steering-text")).await.unwrap().send_keys(STEERING).await.unwrap();
-    c.find(Locator::Id("steering-save")).await.unwrap().click().await.unwrap();
-    wait_js(&c, "the note saved", "document.getElementById('steering-status').dataset.saved").await;
+    c.find(Locator::Id("steering-text"))
+        .await
+        .unwrap()
+        .send_keys(STEERING)
+        .await
+        .unwrap();
+    c.find(Locator::Id("steering-save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "the note saved",
+        "document.getElementById('steering-status').dataset.saved",
+    )
+    .await;
     assert_eq!(
-        std::fs::read_to_string(root.join(".autoagent/steering.md")).unwrap().trim(),
+        std::fs::read_to_string(root.join(".autoagent/steering.md"))
+            .unwrap()
+            .trim(),
         STEERING
     );
 
@@ -190,11 +229,21 @@ async fn the_dashboard_follows_a_real_run_in_a_browser() {
     assert!(r.is_ok(), "{r:?}\n{}", log());
     let ledger = Ledger::load(&root.join("results.tsv")).unwrap();
     let statuses: Vec<Status> = ledger.rows.iter().map(|r| r.status).collect();
-    assert_eq!(statuses, [Status::Keep, Status::Keep, Status::Discard], "{}", log());
+    assert_eq!(
+        statuses,
+        [Status::Keep, Status::Keep, Status::Discard],
+        "{}",
+        log()
+    );
     assert!(log().contains("view: steering note set"), "{}", log());
 
     // The run page followed the run live: three rows, and the chart's points are the ledger's.
-    wait_js(&c, "three ledger rows", "document.querySelectorAll('#ledger tbody tr').length === 3").await;
+    wait_js(
+        &c,
+        "three ledger rows",
+        "document.querySelectorAll('#ledger tbody tr').length === 3",
+    )
+    .await;
     let points = c
         .execute(
             "return [...document.querySelectorAll('#chart .point')].map(p => [Number(p.dataset.experiment), Number(p.dataset.score), p.dataset.status, p.dataset.commit]);",
@@ -207,12 +256,29 @@ async fn the_dashboard_follows_a_real_run_in_a_browser() {
     let expected: Vec<(u64, f64, String, String)> = ledger
         .rows
         .iter()
-        .map(|r| (u64::from(r.experiment().unwrap().0), r.avg_score, r.status.to_string(), r.commit.clone()))
+        .map(|r| {
+            (
+                u64::from(r.experiment().unwrap().0),
+                r.avg_score,
+                r.status.to_string(),
+                r.commit.clone(),
+            )
+        })
         .collect();
     assert_eq!(points, expected);
-    let phase = wait_js(&c, "the phase", "document.getElementById('phase').textContent").await;
+    let phase = wait_js(
+        &c,
+        "the phase",
+        "document.getElementById('phase').textContent",
+    )
+    .await;
     assert_eq!(phase, json!("no experiment under way"));
-    let spend = wait_js(&c, "the spend", "document.getElementById('spend').textContent").await;
+    let spend = wait_js(
+        &c,
+        "the spend",
+        "document.getElementById('spend').textContent",
+    )
+    .await;
     assert_eq!(spend, json!(format!("${:.3} of $0.50", ledger.spent_usd())));
     shot(&c, &shots, "run").await;
 
@@ -222,27 +288,78 @@ async fn the_dashboard_follows_a_real_run_in_a_browser() {
     row.description = "a row appended while the page is open".into();
     let mut l = Ledger::load(&root.join("results.tsv")).unwrap();
     l.append(row).unwrap();
-    wait_js(&c, "the new row", "document.querySelector('#ledger tr[data-experiment=\"3\"]')").await;
-    wait_js(&c, "the new point", "document.querySelectorAll('#chart .point').length === 4").await;
-    let rendered_before = c.execute("window.__same = true; return 1;", vec![]).await.unwrap();
+    wait_js(
+        &c,
+        "the new row",
+        "document.querySelector('#ledger tr[data-experiment=\"3\"]')",
+    )
+    .await;
+    wait_js(
+        &c,
+        "the new point",
+        "document.querySelectorAll('#chart .point').length === 4",
+    )
+    .await;
+    let rendered_before = c
+        .execute("window.__same = true; return 1;", vec![])
+        .await
+        .unwrap();
     assert_eq!(rendered_before, json!(1));
 
     // Experiments: the kept one's diff and the discarded one's are `git show` of their commits.
     let harness = root.join("harness");
     for (n, name) in [(1u32, "experiment-kept"), (2, "experiment-discarded")] {
         c.goto(&format!("{base}/experiment/{n}")).await.unwrap();
-        let diff = wait_js(&c, "the diff", "document.getElementById('diff') && document.getElementById('diff').textContent").await;
+        let diff = wait_js(
+            &c,
+            "the diff",
+            "document.getElementById('diff') && document.getElementById('diff').textContent",
+        )
+        .await;
         let commit = &ledger.rows[n as usize].commit;
-        assert_eq!(diff.as_str().unwrap(), git(&harness, &["show", "--format=", commit, "--"]), "exp {n}");
-        let description = wait_js(&c, "the description", "document.getElementById('description').textContent").await;
-        assert_eq!(description.as_str().unwrap(), ledger.rows[n as usize].description);
+        assert_eq!(
+            diff.as_str().unwrap(),
+            git(&harness, &["show", "--format=", commit, "--"]),
+            "exp {n}"
+        );
+        let description = wait_js(
+            &c,
+            "the description",
+            "document.getElementById('description').textContent",
+        )
+        .await;
+        assert_eq!(
+            description.as_str().unwrap(),
+            ledger.rows[n as usize].description
+        );
         if n == 1 {
-            let rationale = wait_js(&c, "the rationale", "document.getElementById('rationale').textContent").await;
-            assert!(rationale.as_str().unwrap().contains("agents keep asking for a file writer"), "{rationale}");
-            let cell = wait_js(&c, "per task", "document.querySelector('#per-task tr[data-task=\"hello-file\"]').textContent").await;
+            let rationale = wait_js(
+                &c,
+                "the rationale",
+                "document.getElementById('rationale').textContent",
+            )
+            .await;
+            assert!(
+                rationale
+                    .as_str()
+                    .unwrap()
+                    .contains("agents keep asking for a file writer"),
+                "{rationale}"
+            );
+            let cell = wait_js(
+                &c,
+                "per task",
+                "document.querySelector('#per-task tr[data-task=\"hello-file\"]').textContent",
+            )
+            .await;
             assert_eq!(cell, json!("hello-file2/20/2+2"));
         } else {
-            let refs = wait_js(&c, "the ref", "document.body.textContent.includes('refs/autoagent/discarded/2')").await;
+            let refs = wait_js(
+                &c,
+                "the ref",
+                "document.body.textContent.includes('refs/autoagent/discarded/2')",
+            )
+            .await;
             assert_eq!(refs, json!(true));
         }
         shot(&c, &shots, name).await;
@@ -250,8 +367,16 @@ async fn the_dashboard_follows_a_real_run_in_a_browser() {
 
     // The meta-agent session's own trajectory.
     c.goto(&format!("{base}/meta/1")).await.unwrap();
-    let calls = wait_js(&c, "meta steps", "[...document.querySelectorAll('.tool-call b')].map(b => b.textContent).join(',')").await;
-    assert_eq!(calls, json!("list_trials,write_file,write_file,validate_harness,finish"));
+    let calls = wait_js(
+        &c,
+        "meta steps",
+        "[...document.querySelectorAll('.tool-call b')].map(b => b.textContent).join(',')",
+    )
+    .await;
+    assert_eq!(
+        calls,
+        json!("list_trials,write_file,write_file,validate_harness,finish")
+    );
     shot(&c, &shots, "meta").await;
 
     // Tasks: the matrix, attempts per cell, and a click through to a trial.
@@ -260,14 +385,32 @@ async fn the_dashboard_follows_a_real_run_in_a_browser() {
     assert_eq!(cells, json!(["0/2", "2/2", "0/2", "0/2"]));
     shot(&c, &shots, "tasks").await;
     let href = wait_js(&c, "a trial link", "document.querySelectorAll('#matrix td[data-column=\"exp-0001\"] a.trial-link')[0].getAttribute('href')").await;
-    c.find(Locator::Css("#matrix td[data-column=\"exp-0001\"] a.trial-link")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css(
+        "#matrix td[data-column=\"exp-0001\"] a.trial-link",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
 
     // The trial: every step of its trajectory, in order, with its tool calls.
-    wait_js(&c, "the trial page", "document.querySelectorAll('#trajectory .steps > .step').length").await;
+    wait_js(
+        &c,
+        "the trial page",
+        "document.querySelectorAll('#trajectory .steps > .step').length",
+    )
+    .await;
     let href = href.as_str().unwrap().to_owned();
     let parts: Vec<&str> = href.trim_start_matches("/trial/").split('/').collect();
     let traj: Value = serde_json::from_str(
-        &std::fs::read_to_string(root.join("jobs").join(parts[0]).join(parts[1]).join("agent/trajectory.json")).unwrap(),
+        &std::fs::read_to_string(
+            root.join("jobs")
+                .join(parts[0])
+                .join(parts[1])
+                .join("agent/trajectory.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     let steps = traj["steps"].as_array().unwrap();
@@ -285,20 +428,42 @@ async fn the_dashboard_follows_a_real_run_in_a_browser() {
             (
                 s["step_id"].as_u64().unwrap(),
                 s["message"].as_str().unwrap_or("").to_owned(),
-                s["tool_calls"].as_array().map(|a| a.iter().map(|t| t["function_name"].as_str().unwrap().to_owned()).collect()).unwrap_or_default(),
+                s["tool_calls"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|t| t["function_name"].as_str().unwrap().to_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             )
         })
         .collect();
     assert_eq!(shown, want);
-    let reward = wait_js(&c, "the reward", "document.getElementById('reward').textContent").await;
+    let reward = wait_js(
+        &c,
+        "the reward",
+        "document.getElementById('reward').textContent",
+    )
+    .await;
     assert_eq!(reward, json!("1.000"));
     shot(&c, &shots, "trial").await;
 
     // STOP, from the run page.
     c.goto(&format!("{base}/")).await.unwrap();
     wait_js(&c, "the run page", "document.body.dataset.rendered").await;
-    c.find(Locator::Id("stop")).await.unwrap().click().await.unwrap();
-    wait_js(&c, "STOP written", "document.getElementById('stop').disabled").await;
+    c.find(Locator::Id("stop"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "STOP written",
+        "document.getElementById('stop').disabled",
+    )
+    .await;
     assert!(root.join("STOP").is_file());
     assert!(log().contains("view: STOP requested"), "{}", log());
 
