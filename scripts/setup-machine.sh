@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suite needs on a fresh Debian machine:
 # the Docker engine (started with no bridge network), bubblewrap, debootstrap, chromium and
-# chromium-driver (the dashboard's browser tests),
-# the local base image `autoagent/debian:bookworm` that example tasks build FROM,
-# and a real OpenAI-compatible model server (llama.cpp's llama-server with a small GGUF model).
+# chromium-driver (the dashboard's browser tests), the local base image `autoagent/debian:bookworm`
+# that example tasks build FROM, and a real OpenAI-compatible model server (llama.cpp's
+# llama-server with a small GGUF model).
 # Idempotent: every step checks before it acts, so a warm machine spends seconds here.
 set -euo pipefail
 

@@ -14,21 +14,6 @@ use super::context::{MetaContext, list_files, read_trajectory_file, tail_lines, 
 use crate::evaluate::passed;
 use crate::ledger::Ledger;
 
-/// The steering note a user leaves for the next sessions (from `autoagent view`), in the state
-/// dir: read along with `program.md` by every session that starts while it is there.
-pub const STEERING_FILE: &str = "steering.md";
-
-/// `program` followed by the steering note in `state_dir`, when there is one.
-pub fn with_steering(program: String, state_dir: &Path) -> String {
-    match std::fs::read_to_string(state_dir.join(STEERING_FILE)) {
-        Ok(note) if !note.trim().is_empty() => format!(
-            "{program}\n\n## Steering note (from the user, for this session)\n\n{}\n",
-            note.trim()
-        ),
-        _ => program,
-    }
-}
-
 /// The meta-agent's built-in instructions; the user's `program.md` follows them.
 pub const META_PROMPT: &str = "You are the meta-agent of autoagent. You improve a task agent's \
 harness — its prompts, tools and settings in harness/ — so that it solves more tasks of the kind \
@@ -53,6 +38,21 @@ sandbox with the JSON arguments on stdin.
 Rules: never put task-specific content in the harness (task names, expected outputs, file names \
 from tests) — a mechanical guard rejects it. Ask: if this exact task disappeared, would this \
 still be a worthwhile harness improvement? Prefer removing what does not help.";
+
+/// The steering note a user leaves for the next sessions (from `autoagent view`), in the state
+/// dir: read along with `program.md` by every session that starts while it is there.
+pub const STEERING_FILE: &str = "steering.md";
+
+/// `program` followed by the steering note in `state_dir`, when there is one.
+pub fn with_steering(program: String, state_dir: &Path) -> String {
+    match std::fs::read_to_string(state_dir.join(STEERING_FILE)) {
+        Ok(note) if !note.trim().is_empty() => format!(
+            "{program}\n\n## Steering note (from the user, for this session)\n\n{}\n",
+            note.trim()
+        ),
+        _ => program,
+    }
+}
 
 /// A condensed view of trajectory steps for the meta-agent.
 pub fn render_steps(t: &Trajectory, from: u64, to: u64, max_chars: usize) -> String {
