@@ -1,4 +1,5 @@
 //! The report crate's integration tests: the report of a ledger whose commits are real commits
-//! of a harness repository, and the dashboard's data model read from a workspace's files.
+//! of a harness repository. (The dashboard's data model is tested through the pages, in
+//! autoagent-view's browser test.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod suite;

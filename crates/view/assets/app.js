@@ -42,7 +42,7 @@ async function postJSON(url, value) {
 }
 
 const num = (v, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? "–" : Number(v).toFixed(d));
-const money = (v) => (v === null || v === undefined ? "?" : "$" + Number(v).toFixed(2));
+const money = (v) => (v === null || v === undefined ? "?" : "$" + Number(v).toFixed(v > 0 && v < 0.1 ? 3 : 2));
 const signed = (v, d = 3) => (v === null || v === undefined ? "" : (v > 0 ? "+" : v < 0 ? "" : "±") + Number(v).toFixed(d));
 const expName = (n) => "exp-" + String(n).padStart(4, "0");
 

@@ -6,3 +6,4 @@ mod secrets;
 mod settings;
 mod support;
 mod throttle;
+mod view;

@@ -94,7 +94,7 @@ async fn browser(driver: &Path) -> (Driver, Client) {
     caps.insert(
         "goog:chromeOptions".into(),
         json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                        "--window-size=1300,1000", "--hide-scrollbars"]}),
+                        "--window-size=1300,1500", "--hide-scrollbars"]}),
     );
     let t0 = Instant::now();
     loop {
@@ -278,7 +278,7 @@ async fn the_dashboard_follows_a_real_run_in_a_browser() {
         "document.getElementById('spend').textContent",
     )
     .await;
-    assert_eq!(spend, json!(format!("${:.2} of $0.50", ledger.spent_usd())));
+    assert_eq!(spend, json!(format!("${:.3} of $0.50", ledger.spent_usd())));
     shot(&c, &shots, "run").await;
 
     // A new ledger row while the page is open: it shows up without a reload.
@@ -466,6 +466,93 @@ async fn the_dashboard_follows_a_real_run_in_a_browser() {
     assert!(root.join("STOP").is_file());
     assert!(log().contains("view: STOP requested"), "{}", log());
 
-    c.close().await.unwrap();
     server.stop().await;
+
+    // A plain jobs dir, as Harbor writes one: the Trial page alone renders nested sub-agents,
+    // the verification phase and spilled outputs, and shows no key.
+    let jobs = dir.path().join("harbor-jobs");
+    handwritten_trial(&jobs.join("job-a/fix-bug__XYZ1234"));
+    let plain = serve(&jobs, IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+    c.goto(&format!("{}/trial/job-a/fix-bug__XYZ1234", plain.base))
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "the trial page",
+        "document.querySelectorAll('.step').length",
+    )
+    .await;
+    let top = wait_js(
+        &c,
+        "top steps",
+        "document.querySelector('#trajectory .trajectory > .steps').children.length",
+    )
+    .await;
+    assert_eq!(top, json!(6), "5 steps and the verification divider");
+    let nested = wait_js(&c, "the sub-agent", "[...document.querySelectorAll('details.subagent[data-trajectory-id=\"sub-1\"] .step .message')].map(m => m.textContent).join('|')").await;
+    assert_eq!(nested, json!("look in src/|found it in src/lib.rs"));
+    let divider = wait_js(
+        &c,
+        "the verification phase",
+        "document.querySelector('.phase-divider').textContent",
+    )
+    .await;
+    assert_eq!(divider, json!("Verification phase (2 bonus turns)"));
+    let verifying = wait_js(&c, "verifying steps", "[...document.querySelectorAll('#trajectory .trajectory > .steps > .step.verifying')].map(s => s.dataset.stepId).join(',')").await;
+    assert_eq!(verifying, json!("4,5"));
+    let spilled = wait_js(
+        &c,
+        "the spill notice",
+        "document.querySelector('.notice.spilled').textContent",
+    )
+    .await;
+    assert!(
+        spilled.as_str().unwrap().contains("/tmp/spill/1-bash.txt"),
+        "{spilled}"
+    );
+    let html = c.source().await.unwrap();
+    assert!(!html.contains(HANDWRITTEN_KEY) && html.contains("[REDACTED]"));
+    shot(&c, &shots, "trial-harbor-jobs").await;
+    plain.stop().await;
+    c.close().await.unwrap();
+}
+
+const HANDWRITTEN_KEY: &str = "sk-ant-api03-HandWrittenKey-0123456789";
+
+fn handwritten_trial(trial: &Path) {
+    std::fs::create_dir_all(trial.join("agent")).unwrap();
+    std::fs::create_dir_all(trial.join("verifier")).unwrap();
+    std::fs::write(
+        trial.join("result.json"),
+        json!({"task_name": "fix-bug", "trial_name": "fix-bug__XYZ1234",
+               "verifier_result": {"rewards": {"reward": 0.0}},
+               "exception_info": {"exception_type": "AgentTimeoutError", "exception_message": "agent ran out of time",
+                                  "exception_traceback": "", "occurred_at": "2026-01-01T00:00:00Z"}})
+        .to_string(),
+    )
+    .unwrap();
+    let spill = "head\n[... 9000 characters omitted; the full output (10000 characters) is in /tmp/spill/1-bash.txt: read parts of it with tools such as head, tail, grep or sed ...]\ntail";
+    std::fs::write(
+        trial.join("agent/trajectory.json"),
+        json!({"schema_version": "ATIF-v1.8", "agent": {"name": "harbor-agent", "version": "1"},
+            "steps": [
+                {"step_id": 1, "source": "user", "message": format!("fix the bug; the key {HANDWRITTEN_KEY} is not yours")},
+                {"step_id": 2, "source": "agent", "message": "delegating",
+                 "tool_calls": [{"tool_call_id": "c1", "function_name": "explore", "arguments": {"task": "find it"}}],
+                 "observation": {"results": [{"source_call_id": "c1", "content": "src/lib.rs",
+                                              "subagent_trajectory_ref": [{"trajectory_id": "sub-1"}]}]},
+                 "metrics": {"prompt_tokens": 100, "completion_tokens": 5, "cost_usd": 0.001}},
+                {"step_id": 3, "source": "agent", "message": "running the tests",
+                 "tool_calls": [{"tool_call_id": "c2", "function_name": "bash", "arguments": {"command": "make test"}}],
+                 "observation": {"results": [{"source_call_id": "c2", "content": spill}]}},
+                {"step_id": 4, "source": "user", "message": "Check your work.", "extra": {"phase": "verification", "bonus_turns": 2}},
+                {"step_id": 5, "source": "agent", "message": "checked"}
+            ],
+            "subagent_trajectories": [{"trajectory_id": "sub-1", "agent": {"name": "explore", "version": "1"},
+                "steps": [{"step_id": 1, "source": "user", "message": "look in src/"},
+                          {"step_id": 2, "source": "agent", "message": "found it in src/lib.rs"}]}]})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(trial.join("verifier/test-stdout.txt"), "FAILED test_bug\n").unwrap();
 }

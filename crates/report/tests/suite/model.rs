@@ -1,1 +1,0 @@
-//! The dashboard data model on a workspace written by hand: filled below.
