@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 use crate::harness::Harness;
 use crate::tools::{self, HostTool, TOOLS_DIR, ToolContext, ToolError};
 
-pub const AGENT_NAME: &str = "autoagent";
+pub(crate) const AGENT_NAME: &str = "autoagent";
 
 /// The prompt of a compaction call.
 const COMPACT_PROMPT: &str = "The conversation is getting long and older turns will be removed. \

@@ -22,7 +22,7 @@ use crate::agent::TrialAgent;
 use crate::trial::{TrialSpec, run_trial};
 
 /// The sandbox label that carries the job's id.
-pub const JOB_LABEL: &str = "autoagent.job";
+pub(crate) const JOB_LABEL: &str = "autoagent.job";
 
 /// What a job is: written to `<job>/config.json`; a resumed job must match it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,7 +119,7 @@ pub struct JobOutcome {
 }
 
 /// Harbor's trial name: `<task_name[:32] without trailing _ and ->__<7 random chars>`.
-pub fn trial_name(task: &str) -> String {
+pub(crate) fn trial_name(task: &str) -> String {
     let prefix: String = task.chars().take(32).collect();
     let prefix = prefix.trim_end_matches(['_', '-']).replace('/', "-");
     const ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
@@ -141,7 +141,7 @@ fn glob_match(patterns: &[String], name: &str) -> Result<bool, JobError> {
 }
 
 /// Loads and filters the tasks for a job (`-p`, `-i`, `-x`).
-pub fn select_tasks(config: &JobConfig) -> Result<Dataset, JobError> {
+pub(crate) fn select_tasks(config: &JobConfig) -> Result<Dataset, JobError> {
     let mut ds = Dataset::load(&config.path)?;
     let available = ds.tasks.len() + ds.invalid.len();
     let mut kept = Vec::new();
@@ -506,7 +506,7 @@ fn write_job_result(job: &JobDir, live: &Mutex<Live>, config: &JobConfig, finish
 }
 
 /// Harbor's job stats (spec §7-8) over the finished trials.
-pub fn compute_stats(
+pub(crate) fn compute_stats(
     trials: &[TrialResult],
     config: &JobConfig,
     running: u64,

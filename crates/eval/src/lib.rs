@@ -2,11 +2,10 @@
 //! job and trial folders, retry infrastructure failures, resume killed jobs.
 
 pub mod agent;
-pub mod harness_agent;
+mod harness_agent;
 pub mod job;
-pub mod trial;
+mod trial;
 
 pub use agent::{AgentError, NopAgent, OracleAgent, TrialAgent, TrialContext};
 pub use harness_agent::HarnessAgent;
 pub use job::{JobConfig, JobObserver, JobOutcome, run_job};
-pub use trial::{TrialSpec, run_trial};

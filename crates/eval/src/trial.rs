@@ -22,7 +22,7 @@ const AGENT_SETUP_TIMEOUT: Duration = Duration::from_secs(360);
 
 /// Everything a trial needs.
 #[derive(Clone)]
-pub struct TrialSpec {
+pub(crate) struct TrialSpec {
     pub task: Arc<Task>,
     pub trial_name: String,
     pub trial_dir: PathBuf,
@@ -102,7 +102,7 @@ fn make_dirs(trial_dir: &TrialDir) -> std::io::Result<()> {
 
 /// Runs one trial to the end and writes its `result.json`. Never fails: whatever goes wrong
 /// is in `exception_info`.
-pub async fn run_trial(
+pub(crate) async fn run_trial(
     spec: &TrialSpec,
     backend: &dyn Backend,
     agent: &dyn TrialAgent,

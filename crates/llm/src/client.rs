@@ -377,7 +377,11 @@ impl HttpModel {
     ) -> AttemptError {
         let info = wire::parse_error_body(&response.body);
         let kind = classify_status(response.status, info.error_type.as_deref(), &info.message);
+        // A 5xx classified as our own bad request (see classify_status) fails the same way on
+        // every attempt.
+        let deterministic = kind == ErrorKind::BadRequest && response.status >= 500;
         let retryable = kind != ErrorKind::ContextOverflow
+            && !deterministic
             && retry::should_retry_status(
                 response.status,
                 info.error_type.as_deref(),
@@ -403,6 +407,8 @@ impl HttpModel {
         }
     }
 
+    // The same outcome type as the retry loop's attempts (whose errors carry the whole error).
+    #[allow(clippy::result_large_err)]
     fn wire_outcome(
         &self,
         parsed: Result<Parsed, WireError>,

@@ -266,6 +266,14 @@ pub fn classify_status(status: u16, error_type: Option<&str>, message: &str) -> 
     if is_context_overflow(error_type, message) {
         return ErrorKind::ContextOverflow;
     }
+    // llama.cpp answers 500 when the history holds tool-call arguments it cannot parse: the
+    // same request fails the same way every time, so it is our bug, not an outage.
+    if message
+        .to_ascii_lowercase()
+        .contains("failed to parse tool call arguments")
+    {
+        return ErrorKind::BadRequest;
+    }
     match status {
         401 | 403 => ErrorKind::Auth,
         402 => ErrorKind::QuotaExhausted,
@@ -336,6 +344,16 @@ mod tests {
         );
         assert_eq!(classify_status(503, None, ""), ErrorKind::Infrastructure);
         assert_eq!(classify_status(413, None, ""), ErrorKind::ContextOverflow);
+        // llama.cpp's answer to history arguments it cannot parse (a real response, saved in
+        // tests/fixtures/openai_chat/llamacpp_error_500_bad_arguments.json).
+        assert_eq!(
+            classify_status(
+                500,
+                Some("server_error"),
+                "Failed to parse tool call arguments as JSON: [json.exception.parse_error.101]"
+            ),
+            ErrorKind::BadRequest
+        );
     }
 
     #[test]

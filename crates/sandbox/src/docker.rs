@@ -95,23 +95,6 @@ impl DockerBackend {
         )
     }
 
-    /// For test suites: the backend, or `None` (the test should return early) when no daemon
-    /// answers — unless `AUTOAGENT_REQUIRE_DOCKER=1` (CI), where a missing daemon fails the test.
-    pub async fn for_tests() -> Option<Self> {
-        match Self::connect().await {
-            Ok(d) => Some(d),
-            Err(e) => {
-                if std::env::var("AUTOAGENT_REQUIRE_DOCKER").is_ok_and(|v| v == "1") {
-                    panic!("AUTOAGENT_REQUIRE_DOCKER=1 but Docker is not available: {e}");
-                }
-                eprintln!(
-                    "skipping: Docker is not available ({e}); set AUTOAGENT_REQUIRE_DOCKER=1 to fail instead"
-                );
-                None
-            }
-        }
-    }
-
     pub fn client(&self) -> &Docker {
         &self.docker
     }

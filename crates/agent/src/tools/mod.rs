@@ -22,7 +22,7 @@ mod read_file;
 mod write_file;
 
 /// Where the harness's `tools/` folder is put in the sandbox, once per run.
-pub const TOOLS_DIR: &str = "/tmp/autoagent-tools";
+pub(crate) const TOOLS_DIR: &str = "/tmp/autoagent-tools";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
@@ -70,8 +70,8 @@ pub trait HostTool: Send + Sync {
 }
 
 /// What the tools need from the run.
-pub struct ToolContext<'a> {
-    pub sandbox: &'a dyn Sandbox,
+pub(crate) struct ToolContext<'a> {
+    pub(crate) sandbox: &'a dyn Sandbox,
     /// The sandbox's working directory, for relative paths.
     pub workdir: &'a str,
     pub harness: &'a Harness,
@@ -124,16 +124,16 @@ fn builtin(name: &str) -> Option<&'static dyn Builtin> {
 }
 
 /// The names of the built-in tools a harness can switch on.
-pub fn builtin_names() -> impl Iterator<Item = &'static str> {
+pub(crate) fn builtin_names() -> impl Iterator<Item = &'static str> {
     BUILTINS.iter().map(|t| t.name())
 }
 
-pub fn is_builtin(name: &str) -> bool {
+pub(crate) fn is_builtin(name: &str) -> bool {
     builtin(name).is_some()
 }
 
 /// The spec the model sees for a built-in tool.
-pub fn builtin_spec(name: &str) -> Option<ToolSpec> {
+pub(crate) fn builtin_spec(name: &str) -> Option<ToolSpec> {
     let t = builtin(name)?;
     Some(ToolSpec {
         name: t.name().to_owned(),
@@ -142,7 +142,7 @@ pub fn builtin_spec(name: &str) -> Option<ToolSpec> {
     })
 }
 
-pub fn script_spec(tool: &ScriptTool) -> ToolSpec {
+pub(crate) fn script_spec(tool: &ScriptTool) -> ToolSpec {
     ToolSpec {
         name: tool.name.clone(),
         description: tool.manifest.description.clone(),
@@ -157,7 +157,7 @@ pub(crate) fn str_arg<'a>(args: &'a Value, key: &str) -> Result<&'a str, ToolErr
 }
 
 /// Formats a command's result the way the model reads it best: output first, then the code.
-pub fn format_exec(out: &ExecOutput) -> String {
+pub(crate) fn format_exec(out: &ExecOutput) -> String {
     let mut s = out.stdout.clone();
     if !out.stderr.is_empty() {
         if !s.is_empty() && !s.ends_with('\n') {
@@ -180,7 +180,7 @@ pub fn format_exec(out: &ExecOutput) -> String {
 }
 
 /// Runs a built-in tool.
-pub async fn run_builtin(
+pub(crate) async fn run_builtin(
     name: &str,
     args: &Value,
     ctx: &ToolContext<'_>,
@@ -253,7 +253,7 @@ pub fn replace_exact(
 
 /// Runs a script tool: `INTERPRETER /tmp/autoagent-tools/SCRIPT` with the arguments as JSON on
 /// stdin; stdout, stderr and the exit code go back to the model (non-zero is an error result).
-pub async fn run_script(
+pub(crate) async fn run_script(
     tool: &ScriptTool,
     args: &Value,
     ctx: &ToolContext<'_>,
@@ -290,7 +290,7 @@ pub async fn run_script(
 
 /// Progressive disclosure: output longer than `limit` characters is written whole to a file in
 /// the sandbox, and the model gets its head, its tail and the file's path.
-pub async fn spill(
+pub(crate) async fn spill(
     content: String,
     limit: usize,
     path: &str,

@@ -9,27 +9,11 @@ pub fn bin() -> PathBuf {
 }
 
 pub fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/tasks")
-        .canonicalize()
-        .unwrap()
+    autoagent_test_support::examples_dir().join("tasks")
 }
 
 /// Docker must answer for these tests; in CI (AUTOAGENT_REQUIRE_DOCKER=1) its absence fails.
-pub fn docker_or_skip() -> bool {
-    let ok = Command::new("docker")
-        .arg("info")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("AUTOAGENT_REQUIRE_DOCKER").as_deref() != Ok("1"),
-            "AUTOAGENT_REQUIRE_DOCKER=1 but `docker info` fails"
-        );
-        eprintln!("skipping: no Docker daemon");
-    }
-    ok
-}
+pub use autoagent_test_support::docker_cli_or_skip as docker_or_skip;
 
 pub struct Run {
     pub cmd: String,

@@ -26,7 +26,7 @@ impl Respond for Limited {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let mut log = self.log.lock().unwrap();
         let n = log.arrivals.len() + 1;
-        let limited = n % 3 == 0;
+        let limited = n.is_multiple_of(3);
         log.arrivals.push((Instant::now(), limited));
         drop(log);
         if limited {

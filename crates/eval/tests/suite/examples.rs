@@ -4,7 +4,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use autoagent_eval::{NopAgent, OracleAgent};
-use autoagent_sandbox::docker::DockerBackend;
 use autoagent_sandbox::local::{Isolation, LocalBackend};
 use pretty_assertions::assert_eq;
 
@@ -36,7 +35,7 @@ const TRIAL_KEYS: &[&str] = &[
 
 #[tokio::test]
 async fn oracle_on_the_examples() {
-    let Some(docker) = DockerBackend::for_tests().await else {
+    let Some(docker) = autoagent_test_support::docker_backend().await else {
         return;
     };
     let jobs = tempfile::tempdir().unwrap();
@@ -199,7 +198,7 @@ async fn oracle_on_the_examples() {
 
 #[tokio::test]
 async fn nop_fails_every_example() {
-    let Some(docker) = DockerBackend::for_tests().await else {
+    let Some(docker) = autoagent_test_support::docker_backend().await else {
         return;
     };
     let jobs = tempfile::tempdir().unwrap();
@@ -230,7 +229,7 @@ async fn nop_fails_every_example() {
 
 #[tokio::test]
 async fn pass_at_k_with_three_attempts() {
-    let Some(docker) = DockerBackend::for_tests().await else {
+    let Some(docker) = autoagent_test_support::docker_backend().await else {
         return;
     };
     let jobs = tempfile::tempdir().unwrap();

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use autoagent_agent::Harness;
 use autoagent_eval::HarnessAgent;
 use autoagent_llm::{EnvSource, ModelConfig};
-use autoagent_sandbox::docker::DockerBackend;
 use serde_json::Value;
 
 use super::support::{by_task, config, dump, examples, reward, run};
@@ -41,7 +40,7 @@ fn trajectory(job: &Path, trial: &str) -> Value {
 
 #[tokio::test]
 async fn script_tool_subagent_and_verification_pass_a_real_task() {
-    let Some(docker) = DockerBackend::for_tests().await else {
+    let Some(docker) = autoagent_test_support::docker_backend().await else {
         return;
     };
     let jobs = tempfile::tempdir().unwrap();
@@ -109,7 +108,7 @@ async fn script_tool_subagent_and_verification_pass_a_real_task() {
 
 #[tokio::test]
 async fn a_broken_tool_is_an_error_result_and_the_agent_carries_on() {
-    let Some(docker) = DockerBackend::for_tests().await else {
+    let Some(docker) = autoagent_test_support::docker_backend().await else {
         return;
     };
     let jobs = tempfile::tempdir().unwrap();
@@ -139,7 +138,7 @@ async fn a_broken_tool_is_an_error_result_and_the_agent_carries_on() {
 
 #[tokio::test]
 async fn a_script_that_goes_wrong_fails_loudly_not_as_a_score() {
-    let Some(docker) = DockerBackend::for_tests().await else {
+    let Some(docker) = autoagent_test_support::docker_backend().await else {
         return;
     };
     let jobs = tempfile::tempdir().unwrap();

@@ -4,13 +4,12 @@ use std::sync::Arc;
 
 use autoagent_eval::OracleAgent;
 use autoagent_eval::job::JobError;
-use autoagent_sandbox::docker::DockerBackend;
 
 use super::support::{config, dump, run};
 
 #[tokio::test]
 async fn resume_reruns_only_unfinished_trials() {
-    let Some(docker) = DockerBackend::for_tests().await else {
+    let Some(docker) = autoagent_test_support::docker_backend().await else {
         return;
     };
     let docker = Arc::new(docker);

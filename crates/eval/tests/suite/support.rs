@@ -11,10 +11,7 @@ use autoagent_sandbox::Backend;
 use tokio_util::sync::CancellationToken;
 
 pub fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/tasks")
-        .canonicalize()
-        .unwrap()
+    autoagent_test_support::examples_dir().join("tasks")
 }
 
 pub fn config(jobs_dir: &Path, name: &str, agent: &str) -> JobConfig {
@@ -55,46 +52,7 @@ pub async fn run(
 
 /// Everything in a job dir worth reading when a test fails.
 pub fn dump(job_dir: &Path) -> String {
-    let mut s = format!("=== job dir {}\n", job_dir.display());
-    let mut files: Vec<PathBuf> = walk(job_dir);
-    files.sort();
-    for f in files {
-        let name = f.file_name().unwrap().to_string_lossy().to_string();
-        if [
-            "result.json",
-            "trial.log",
-            "test-stdout.txt",
-            "job.log",
-            "exception.txt",
-            "oracle.txt",
-        ]
-        .contains(&name.as_str())
-        {
-            s.push_str(&format!(
-                "--- {}\n{}\n",
-                f.display(),
-                std::fs::read_to_string(&f).unwrap_or_default()
-            ));
-        } else {
-            s.push_str(&format!("--- {} (listed)\n", f.display()));
-        }
-    }
-    s
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
+    autoagent_test_support::dump_dir(job_dir)
 }
 
 pub fn by_task<'a>(o: &'a JobOutcome, task: &str) -> &'a TrialResult {

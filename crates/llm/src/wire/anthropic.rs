@@ -517,19 +517,23 @@ struct StartMessage {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Delta {
-    TextDelta {
+    #[serde(rename = "text_delta")]
+    Text {
         #[serde(default)]
         text: String,
     },
-    ThinkingDelta {
+    #[serde(rename = "thinking_delta")]
+    Thinking {
         #[serde(default)]
         thinking: String,
     },
-    SignatureDelta {
+    #[serde(rename = "signature_delta")]
+    Signature {
         #[serde(default)]
         signature: String,
     },
-    InputJsonDelta {
+    #[serde(rename = "input_json_delta")]
+    InputJson {
         #[serde(default)]
         partial_json: String,
     },
@@ -655,16 +659,16 @@ impl StreamAssembler for Stream {
             StreamEvent::ContentBlockDelta { index, delta } => {
                 let block = self.block(index)?;
                 match (block, delta) {
-                    (Partial::Block(block), Delta::TextDelta { text }) => {
+                    (Partial::Block(block), Delta::Text { text }) => {
                         append(block, "text", &text);
                     }
-                    (Partial::Block(block), Delta::ThinkingDelta { thinking }) => {
+                    (Partial::Block(block), Delta::Thinking { thinking }) => {
                         append(block, "thinking", &thinking);
                     }
-                    (Partial::Block(block), Delta::SignatureDelta { signature }) => {
+                    (Partial::Block(block), Delta::Signature { signature }) => {
                         append(block, "signature", &signature);
                     }
-                    (Partial::ToolUse { json, .. }, Delta::InputJsonDelta { partial_json }) => {
+                    (Partial::ToolUse { json, .. }, Delta::InputJson { partial_json }) => {
                         json.push_str(&partial_json);
                     }
                     // A delta that does not fit its block (or a newer delta type) adds nothing

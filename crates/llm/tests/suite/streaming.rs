@@ -609,3 +609,24 @@ fn real_llama_cpp_answers_plain_and_streamed_agree() {
     };
     assert_eq!(names(&plain), names(&streamed));
 }
+
+/// llama.cpp's 500 for history arguments it cannot parse is deterministic: one attempt, a
+/// bad-request error, not minutes of retries.
+#[tokio::test]
+async fn llama_cpp_bad_arguments_500_is_not_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500).set_body_raw(
+            fixture("openai_chat/llamacpp_error_500_bad_arguments.json"),
+            "application/json",
+        ))
+        .mount(&server)
+        .await;
+    let err = build_model(&config("openai-compatible/local", &server.uri()), &env())
+        .unwrap()
+        .complete(&plain_request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadRequest, "{err}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}

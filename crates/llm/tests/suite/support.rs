@@ -15,9 +15,7 @@ use wiremock::{MockServer, Request};
 pub const KEY: &str = "sk-test-AUTOAGENT-LEAKCHECK-9f8e7d6c5b4a";
 
 pub fn fixture_path(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
+    autoagent_test_support::fixture!(rel)
 }
 
 pub fn fixture(rel: &str) -> String {

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use autoagent_optimize::{Status, StopReason, optimize};
-use autoagent_sandbox::docker::DockerBackend;
 use pretty_assertions::assert_eq;
 use tokio_util::sync::CancellationToken;
 
@@ -12,7 +11,7 @@ use super::support::{Lines, dump, fixture, git, ledger, options, workspace};
 
 #[tokio::test]
 async fn experiments_are_kept_crashed_and_discarded_by_the_rules() {
-    let Some(docker) = DockerBackend::for_tests().await else {
+    let Some(docker) = autoagent_test_support::docker_backend().await else {
         return;
     };
     let docker = Arc::new(docker);
@@ -211,7 +210,7 @@ async fn experiments_are_kept_crashed_and_discarded_by_the_rules() {
 
 #[tokio::test]
 async fn a_stop_file_ends_the_run_at_an_experiment_boundary() {
-    let Some(docker) = DockerBackend::for_tests().await else {
+    let Some(docker) = autoagent_test_support::docker_backend().await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -8,47 +8,23 @@ use autoagent_llm::{EnvSource, ModelConfig};
 use autoagent_optimize::{Ledger, Options, Reporter, Workspace};
 use autoagent_sandbox::Backend;
 
-pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+pub use autoagent_test_support::{copy_dir, examples_dir as examples};
 
-pub fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples")
-        .canonicalize()
-        .unwrap()
+pub fn fixture(name: &str) -> PathBuf {
+    autoagent_test_support::fixture!(name)
 }
 
 /// A new workspace with only the given example tasks, k = 2, concurrency 2.
 pub async fn workspace(dir: &Path, tasks: &[&str], extra_config: &str) -> Workspace {
     autoagent_optimize::init(dir).await.unwrap();
     std::fs::remove_dir_all(dir.join("tasks")).unwrap();
-    for t in tasks {
-        copy_dir(
-            &examples().join("tasks").join(t),
-            &dir.join("tasks").join(t),
-        );
-    }
+    autoagent_test_support::copy_tasks(&dir.join("tasks"), tasks);
     std::fs::write(
         dir.join("autoagent.toml"),
         format!("[eval]\nattempts = 2\nconcurrency = 2\nmax_retries = 0\n{extra_config}"),
     )
     .unwrap();
     Workspace::open(dir).unwrap()
-}
-
-pub fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            copy_dir(&p, &dst.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, dst.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 pub fn scripted(path: &Path) -> ModelConfig {

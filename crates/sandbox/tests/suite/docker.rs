@@ -34,7 +34,7 @@ async fn container_exists(b: &DockerBackend, id: &str) -> bool {
 
 #[tokio::test]
 async fn exec_env_user_cwd_and_files_round_trip() {
-    let Some(b) = DockerBackend::for_tests().await else {
+    let Some(b) = autoagent_test_support::docker_backend().await else {
         return;
     };
     let ctx = context(&format!(
@@ -127,7 +127,7 @@ async fn exec_env_user_cwd_and_files_round_trip() {
 
 #[tokio::test]
 async fn timeout_kills_the_command_and_its_children() {
-    let Some(b) = DockerBackend::for_tests().await else {
+    let Some(b) = autoagent_test_support::docker_backend().await else {
         return;
     };
     let ctx = context(&format!("FROM {BASE}\n"));
@@ -152,7 +152,7 @@ async fn timeout_kills_the_command_and_its_children() {
 
 #[tokio::test]
 async fn no_network_and_limits_are_applied() {
-    let Some(b) = DockerBackend::for_tests().await else {
+    let Some(b) = autoagent_test_support::docker_backend().await else {
         return;
     };
     let ctx = context(&format!("FROM {BASE}\n"));
@@ -185,7 +185,7 @@ async fn no_network_and_limits_are_applied() {
 
 #[tokio::test]
 async fn images_are_cached_by_content_and_build_errors_are_typed() {
-    let Some(b) = DockerBackend::for_tests().await else {
+    let Some(b) = autoagent_test_support::docker_backend().await else {
         return;
     };
     let marker = uuid_like();
@@ -231,7 +231,7 @@ async fn images_are_cached_by_content_and_build_errors_are_typed() {
 
 #[tokio::test]
 async fn concurrent_builds_of_one_image_are_serialized() {
-    let Some(b) = DockerBackend::for_tests().await else {
+    let Some(b) = autoagent_test_support::docker_backend().await else {
         return;
     };
     let marker = uuid_like();
@@ -252,7 +252,7 @@ async fn concurrent_builds_of_one_image_are_serialized() {
 
 #[tokio::test]
 async fn destroy_all_removes_live_containers() {
-    let Some(b) = DockerBackend::for_tests().await else {
+    let Some(b) = autoagent_test_support::docker_backend().await else {
         return;
     };
     let ctx = context(&format!("FROM {BASE}\n"));
@@ -270,7 +270,7 @@ async fn destroy_all_removes_live_containers() {
 
 #[tokio::test]
 async fn compose_tasks_need_docker_compose() {
-    let Some(b) = DockerBackend::for_tests().await else {
+    let Some(b) = autoagent_test_support::docker_backend().await else {
         return;
     };
     let ctx = context(&format!("FROM {BASE}\n"));

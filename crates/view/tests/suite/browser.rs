@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use autoagent_eval::job::{JobObserver, Silent};
 use autoagent_llm::{EnvSource, ModelConfig};
 use autoagent_optimize::{Ledger, Options, Reporter, Status, Workspace};
-use autoagent_sandbox::docker::DockerBackend;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -158,7 +157,7 @@ async fn the_dashboard_follows_a_real_run_in_a_browser() {
     let Some(driver) = chromedriver_or_skip() else {
         return;
     };
-    let Some(docker) = DockerBackend::for_tests().await else {
+    let Some(docker) = autoagent_test_support::docker_backend().await else {
         return;
     };
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("view-screenshots");
