@@ -412,7 +412,7 @@ async fn meta_session(
             backend: ctx.opts.backend.as_ref(),
             cancel: ctx.cancel.clone(),
         };
-        match session.run(state).await.map_err(OptimizeError::Setup)? {
+        match session.run(state).await {
             SessionEnd::Proposal(p) => return Ok(Ok(p)),
             SessionEnd::Crash(why) => return Ok(Err(why)),
             SessionEnd::Cancelled => return Err(OptimizeError::Cancelled),

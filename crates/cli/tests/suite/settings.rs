@@ -8,28 +8,15 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::support::{bin, docker_or_skip, examples};
+use autoagent_test_support::{copy_dir, examples_dir};
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
-}
+use super::support::{bin, docker_or_skip};
 
 /// A workspace for `openai-compatible/test-model` at `url`, priced at $1 / $2 per million tokens.
 fn workspace(dir: &Path, url: &str) {
+    copy_dir(&examples_dir().join("harness"), &dir.join("harness"));
     copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/harness"),
-        &dir.join("harness"),
-    );
-    copy_dir(
-        &examples().join("hello-file"),
+        &examples_dir().join("tasks/hello-file"),
         &dir.join("tasks/hello-file"),
     );
     std::fs::write(

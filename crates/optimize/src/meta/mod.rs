@@ -86,7 +86,7 @@ impl RunObserver for Recorder<'_> {
 
 impl Session<'_> {
     /// Runs the session; `state` comes back with its spend added.
-    pub(crate) async fn run(self, state: &mut State) -> Result<SessionEnd, String> {
+    pub(crate) async fn run(self, state: &mut State) -> SessionEnd {
         let recorder = Recorder {
             states: self.states,
             reporter: self.reporter,
@@ -111,7 +111,7 @@ impl Session<'_> {
             () = self.cancel.cancelled() => {
                 // A spot check may have been running: its containers go too.
                 self.backend.destroy_all().await;
-                return Ok(SessionEnd::Cancelled);
+                return SessionEnd::Cancelled;
             }
         };
         if result.is_none() {
@@ -122,7 +122,7 @@ impl Session<'_> {
         }
         self.states.save(state);
         let max_turns = self.harness.config.agent.max_turns;
-        Ok(match result {
+        match result {
             None => SessionEnd::Crash(format!(
                 "meta-agent exceeded its token budget ({})",
                 self.max_tokens
@@ -137,7 +137,7 @@ impl Session<'_> {
                 },
             },
             Some(Err(e)) => SessionEnd::Failed(e),
-        })
+        }
     }
 }
 
