@@ -51,9 +51,13 @@ pub struct OptimizeArgs {
     /// Trials at once.
     #[arg(short = 'n', long)]
     pub concurrency: Option<usize>,
-    /// Attempts per task per evaluation.
+    /// Attempts per task per evaluation: the holdout's, and `greedy`'s k.
     #[arg(short = 'k', long)]
     pub attempts: Option<u32>,
+    /// How a proposal is kept or discarded: `sequential` (per-task comparison in looks, the
+    /// default), `greedy` (k attempts on every task against the stored total) or `staged`.
+    #[arg(long, value_enum)]
+    pub accept: Option<AcceptPolicy>,
     /// Stop once this many experiments follow the baseline.
     #[arg(long)]
     pub max_iterations: Option<u32>,
@@ -68,6 +72,23 @@ pub struct OptimizeArgs {
     /// `docker` or `local`.
     #[arg(long, value_enum)]
     pub sandbox: Option<SandboxKind>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum AcceptPolicy {
+    Greedy,
+    Sequential,
+    Staged,
+}
+
+impl AcceptPolicy {
+    fn kind(self) -> autoagent_settings::PolicyKind {
+        match self {
+            Self::Greedy => autoagent_settings::PolicyKind::Greedy,
+            Self::Sequential => autoagent_settings::PolicyKind::Sequential,
+            Self::Staged => autoagent_settings::PolicyKind::Staged,
+        }
+    }
 }
 
 /// Status lines, the evaluation bar and the meta-agent's spinner.
@@ -126,6 +147,12 @@ pub async fn run(args: OptimizeArgs) -> anyhow::Result<ExitCode> {
     c.eval.concurrency = eval.concurrency;
     c.eval.attempts = eval.attempts;
     c.eval.sandbox = eval.sandbox;
+    if let Some(p) = args.accept {
+        c.accept.policy = p.kind();
+    }
+    if let Some(k) = args.attempts {
+        c.accept.k = k;
+    }
     if args.max_iterations.is_some() {
         c.optimize.max_iterations = args.max_iterations;
     }

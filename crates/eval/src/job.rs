@@ -49,6 +49,11 @@ pub struct JobConfig {
     /// Not part of identity: a job may be resumed with another concurrency.
     #[serde(skip)]
     pub n_concurrent: usize,
+    /// Per-task targets of finished trials, replacing `n_attempts` when not empty (a task
+    /// absent from it gets none). Not part of identity: the optimizer grows the targets look by
+    /// look, and each run of the job runs only what is missing.
+    #[serde(skip)]
+    pub task_attempts: BTreeMap<String, u32>,
 }
 
 impl JobConfig {
@@ -259,11 +264,16 @@ pub async fn run_job(
         }
     }
 
-    // What is left to run: n_attempts per task, minus those already finished.
+    // What is left to run: the task's target, minus those already finished.
     let mut todo: Vec<Arc<Task>> = Vec::new();
     for task in &dataset.tasks {
         let have = done.iter().filter(|r| r.task_name == task.name).count();
-        for _ in have..config.n_attempts as usize {
+        let target = if config.task_attempts.is_empty() {
+            config.n_attempts
+        } else {
+            config.task_attempts.get(&task.name).copied().unwrap_or(0)
+        };
+        for _ in have..target as usize {
             todo.push(Arc::new(task.clone()));
         }
     }

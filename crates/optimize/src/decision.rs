@@ -1,5 +1,6 @@
-//! Keep or discard, decided by code from the evaluation: the one place the acceptance rule
-//! lives. The loop records what it is told; it never weighs scores itself.
+//! Keep or discard: the comparison's verdict ([`crate::accept`] decides it, look by look) and
+//! the overfitting guard that may overturn a keep. The loop records what it is told; it never
+//! weighs scores itself.
 
 use std::fmt;
 
@@ -11,6 +12,15 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// The final answer of a comparison; `None` while it wants more attempts.
+    pub fn from_accept(d: crate::accept::Decision) -> Option<Self> {
+        match d {
+            crate::accept::Decision::Keep { reason } => Some(Self::Keep { reason }),
+            crate::accept::Decision::Discard { reason } => Some(Self::Discard { reason }),
+            crate::accept::Decision::RunMore(_) => None,
+        }
+    }
+
     pub fn is_keep(&self) -> bool {
         matches!(self, Self::Keep { .. })
     }
@@ -27,41 +37,6 @@ impl fmt::Display for Decision {
         match self {
             Self::Keep { reason } => write!(f, "keep ({reason})"),
             Self::Discard { reason } => write!(f, "discard ({reason})"),
-        }
-    }
-}
-
-/// One side of a comparison: passing trials out of scored ones, and the harness size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Score {
-    pub passed: u32,
-    pub trials: u32,
-    pub size: u64,
-}
-
-/// The original rule, on the incumbent's stored total: keep when more trials pass, or as many
-/// pass and the harness is smaller.
-pub fn greedy(incumbent: Score, candidate: Score) -> Decision {
-    let vs = format!(
-        "{}/{} passed vs {}/{}, size {} vs {}",
-        candidate.passed,
-        candidate.trials,
-        incumbent.passed,
-        incumbent.trials,
-        candidate.size,
-        incumbent.size
-    );
-    if candidate.passed > incumbent.passed {
-        Decision::Keep {
-            reason: format!("more trials pass: {vs}"),
-        }
-    } else if candidate.passed == incumbent.passed && candidate.size < incumbent.size {
-        Decision::Keep {
-            reason: format!("as many pass and the harness is smaller: {vs}"),
-        }
-    } else {
-        Decision::Discard {
-            reason: format!("no gain: {vs}"),
         }
     }
 }
@@ -96,29 +71,11 @@ pub fn holdout_fell(before: f64, now: f64, n: u32) -> bool {
 mod tests {
     use super::*;
 
-    fn s(passed: u32, size: u64) -> Score {
-        Score {
-            passed,
-            trials: 9,
-            size,
-        }
-    }
-
-    #[test]
-    fn greedy_rule() {
-        assert!(greedy(s(4, 100), s(5, 200)).is_keep());
-        assert!(greedy(s(4, 100), s(4, 90)).is_keep());
-        assert!(!greedy(s(4, 100), s(4, 100)).is_keep());
-        assert!(!greedy(s(4, 100), s(3, 10)).is_keep());
-        assert_eq!(
-            greedy(s(4, 100), s(3, 10)).reason(),
-            "no gain: 3/9 passed vs 4/9, size 10 vs 100"
-        );
-    }
-
     #[test]
     fn holdout_turns_a_keep_into_a_discard_only_beyond_noise() {
-        let keep = greedy(s(4, 100), s(5, 100));
+        let keep = Decision::Keep {
+            reason: "z 2.10".into(),
+        };
         assert!(holdout_guard(keep.clone(), Some(0.9), 0.8, 30).is_keep());
         let d = holdout_guard(keep.clone(), Some(0.9), 0.6, 30);
         assert_eq!(

@@ -68,6 +68,46 @@ impl Evaluator {
         attempts: u32,
         cancel: CancellationToken,
     ) -> Result<EvalSummary, String> {
+        self.run(
+            name,
+            harness_dir,
+            commit,
+            tasks,
+            attempts,
+            BTreeMap::new(),
+            cancel,
+        )
+        .await
+    }
+
+    /// Brings job `name` to `targets` finished trials per task (a task absent from it gets
+    /// none), running only what is missing: a comparison's job grows look by look. `tasks` is
+    /// every task the job may ever hold (part of the job's identity); the summary covers the
+    /// whole job.
+    pub async fn evaluate_to(
+        &self,
+        name: &str,
+        harness_dir: &Path,
+        commit: &str,
+        tasks: &BTreeSet<String>,
+        targets: &BTreeMap<String, u32>,
+        cancel: CancellationToken,
+    ) -> Result<EvalSummary, String> {
+        self.run(name, harness_dir, commit, tasks, 0, targets.clone(), cancel)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        &self,
+        name: &str,
+        harness_dir: &Path,
+        commit: &str,
+        tasks: &BTreeSet<String>,
+        attempts: u32,
+        task_attempts: BTreeMap<String, u32>,
+        cancel: CancellationToken,
+    ) -> Result<EvalSummary, String> {
         let harness = Harness::load(harness_dir).map_err(|e| e.to_string())?;
         let agent = Arc::new(HarnessAgent::new(
             Arc::new(harness),
@@ -90,6 +130,7 @@ impl Evaluator {
             timeout_multiplier: self.timeout_multiplier,
             disable_verification: false,
             n_concurrent: self.concurrency,
+            task_attempts,
         };
         // Infrastructure failures that outlived the trial's own retries: the trial is removed
         // and the job resumed, twice at most, so an outage does not become a score.

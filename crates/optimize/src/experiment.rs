@@ -19,6 +19,9 @@ pub enum JobKind {
     Train,
     /// Its evaluation on the holdout tasks.
     Holdout,
+    /// The incumbent's attempts that its comparisons asked for (train tasks, the incumbent's
+    /// commit): every later comparison against the same incumbent reuses them.
+    Incumbent,
     /// The meta-agent's `k`-th spot check of its working tree (train tasks only).
     Spot(u32),
 }
@@ -35,6 +38,7 @@ impl ExperimentId {
         match kind {
             JobKind::Train => self.to_string(),
             JobKind::Holdout => format!("{self}-holdout"),
+            JobKind::Incumbent => format!("{self}-incumbent"),
             JobKind::Spot(k) => format!("{self}-spot-{k}"),
         }
     }
@@ -44,12 +48,14 @@ impl ExperimentId {
         format!("jobs/{self}")
     }
 
-    /// Reads a job folder name back: `exp-0003`, `exp-0003-holdout`, `exp-0003-spot-2`.
+    /// Reads a job folder name back: `exp-0003`, `exp-0003-holdout`, `exp-0003-incumbent`,
+    /// `exp-0003-spot-2`.
     pub fn parse_job(name: &str) -> Option<(Self, JobKind)> {
         let rest = name.strip_prefix("exp-")?;
         let (digits, kind) = match rest.split_once('-') {
             None => (rest, JobKind::Train),
             Some((d, "holdout")) => (d, JobKind::Holdout),
+            Some((d, "incumbent")) => (d, JobKind::Incumbent),
             Some((d, spot)) => (d, JobKind::Spot(spot.strip_prefix("spot-")?.parse().ok()?)),
         };
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -72,7 +78,12 @@ mod tests {
     #[test]
     fn names_round_trip() {
         let e = ExperimentId(7);
-        for kind in [JobKind::Train, JobKind::Holdout, JobKind::Spot(3)] {
+        for kind in [
+            JobKind::Train,
+            JobKind::Holdout,
+            JobKind::Incumbent,
+            JobKind::Spot(3),
+        ] {
             assert_eq!(ExperimentId::parse_job(&e.job(kind)), Some((e, kind)));
         }
         assert_eq!(e.job(JobKind::Train), "exp-0007");

@@ -126,6 +126,37 @@ impl GitRepo {
         Ok(Some(self.head().await?))
     }
 
+    /// Writes the tree of `rev` into `dest` (created), without touching the working tree, the
+    /// index or any ref: `git archive` into a file, unpacked by `tar`.
+    pub async fn export(&self, rev: &str, dest: &Path) -> Result<(), GitError> {
+        let err = |message: String| GitError {
+            dir: self.dir.clone(),
+            args: format!("archive {rev} (into {})", dest.display()),
+            message,
+        };
+        std::fs::create_dir_all(dest).map_err(|e| err(e.to_string()))?;
+        let tar = dest.with_extension("tar");
+        let tar_s = tar.display().to_string();
+        self.run(&["archive", "--format=tar", "-o", &tar_s, rev])
+            .await?;
+        let mut cmd = Command::new("tar");
+        cmd.arg("-xf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(dest)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(self.timeout, cmd.output())
+            .await
+            .map_err(|_| err(format!("tar timed out after {:?}", self.timeout)))?
+            .map_err(|e| err(format!("cannot run tar: {e}")))?;
+        let _ = std::fs::remove_file(&tar);
+        if !out.status.success() {
+            return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
+        }
+        Ok(())
+    }
+
     /// Puts the working tree, the index and the branch back at `rev`, untracked files removed.
     pub async fn reset_hard(&self, rev: &str) -> Result<(), GitError> {
         self.run(&["reset", "-q", "--hard", rev]).await?;

@@ -6,6 +6,10 @@
 //! `passed` is passing trials over trials (`201/267`); `task_scores` the per-task passes
 //! (`regex-log=3/3,hello=0/3`); `cost_usd` is task + meta spend; `job_dir` names the
 //! experiment (`jobs/exp-0003`) and is how a resumed run knows an experiment is already recorded.
+//! `policy` is the acceptance policy that decided (`greedy k=3`, `sequential …`), `looks` how
+//! many looks it took, `attempts` the trials the experiment ran (candidate and incumbent, spot
+//! checks and holdout included; cache hits not). Ledgers written before those three columns
+//! existed still load (empty policy, zero looks and attempts).
 
 use crate::experiment::{ExperimentId, JobKind};
 use std::fmt;
@@ -26,7 +30,13 @@ pub const HEADER: &[&str] = &[
     "task_cost_usd",
     "duration_s",
     "job_dir",
+    "policy",
+    "looks",
+    "attempts",
 ];
+
+/// The columns of ledgers written before `policy`, `looks` and `attempts`.
+const OLD_COLUMNS: usize = 13;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -83,6 +93,12 @@ pub struct Row {
     pub duration_s: f64,
     /// `jobs/exp-NNNN`, relative to the workspace.
     pub job_dir: String,
+    /// The acceptance policy's label; empty for rows that were not evaluated.
+    pub policy: String,
+    /// Looks the decision took (0 when not evaluated).
+    pub looks: u32,
+    /// Trials this experiment ran, cache hits excluded.
+    pub attempts: u64,
 }
 
 impl Row {
@@ -127,15 +143,18 @@ impl Row {
             opt(self.task_cost_usd, 6),
             format!("{:.1}", self.duration_s),
             clean(&self.job_dir),
+            clean(&self.policy),
+            self.looks.to_string(),
+            self.attempts.to_string(),
         ]
         .join("\t")
     }
 
     pub fn from_tsv(line: &str) -> Result<Self, String> {
         let f: Vec<&str> = line.split('\t').collect();
-        if f.len() != HEADER.len() {
+        if f.len() != HEADER.len() && f.len() != OLD_COLUMNS {
             return Err(format!(
-                "expected {} tab-separated columns, found {}",
+                "expected {} tab-separated columns ({OLD_COLUMNS} in older ledgers), found {}",
                 HEADER.len(),
                 f.len()
             ));
@@ -188,6 +207,19 @@ impl Row {
             task_cost_usd: opt_num(10)?,
             duration_s: num(11)?,
             job_dir: f[12].to_owned(),
+            policy: f.get(13).map(|s| (*s).to_owned()).unwrap_or_default(),
+            looks: match f.get(14) {
+                None => 0,
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| format!("column looks: expected an integer, found {v:?}"))?,
+            },
+            attempts: match f.get(15) {
+                None => 0,
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| format!("column attempts: expected an integer, found {v:?}"))?,
+            },
         })
     }
 }
@@ -334,6 +366,9 @@ mod tests {
             task_cost_usd: Some(0.2),
             duration_s: 12.34,
             job_dir: ExperimentId(n).ledger_job_dir(),
+            policy: "sequential z>=1.50".into(),
+            looks: 3,
+            attempts: 14,
         }
     }
 
@@ -353,7 +388,37 @@ mod tests {
         assert_eq!(back.rows.len(), 2);
         assert_eq!(back.rows[1].experiment(), Some(ExperimentId(1)));
         assert_eq!(back.incumbent().unwrap().commit, "abc0");
-        assert_eq!(back.rows[0].task_scores, row(0, Status::Keep).task_scores);
+        let mut want = row(0, Status::Keep);
+        want.description = "tabs and newlines".into();
+        want.duration_s = 12.3;
+        assert_eq!(back.rows[0], want);
+    }
+
+    #[test]
+    fn rows_of_older_ledgers_still_load() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("results.tsv");
+        let old: Vec<String> = row(0, Status::Keep)
+            .to_tsv()
+            .split('\t')
+            .take(OLD_COLUMNS)
+            .map(str::to_owned)
+            .collect();
+        std::fs::write(&p, format!("{}\n", old.join("\t"))).unwrap();
+        let mut l = Ledger::load(&p).unwrap();
+        assert_eq!(
+            (
+                l.rows[0].policy.as_str(),
+                l.rows[0].looks,
+                l.rows[0].attempts
+            ),
+            ("", 0, 0)
+        );
+        l.append(row(1, Status::Discard)).unwrap();
+        assert_eq!(Ledger::load(&p).unwrap().rows[1].attempts, 14);
+        std::fs::write(&p, "a\tb\n").unwrap();
+        let e = Ledger::load(&p).unwrap_err().to_string();
+        assert!(e.contains("results.tsv:1") && e.contains("found 2"), "{e}");
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! whether to keep it from the evaluation; everything is recorded so a killed run resumes.
 
 pub mod accept;
+pub mod budget;
 pub mod decision;
 pub mod evaluate;
 pub mod experiment;
 pub mod git;
 pub mod guards;
+pub mod history;
 pub mod ledger;
 pub mod meta;
 pub mod run;

@@ -6,7 +6,7 @@
 //! This file sequences; the decision is in [`crate::decision`], what survives a kill in
 //! [`crate::state`], the session in [`crate::meta`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -18,14 +18,17 @@ use autoagent_llm::{EnvSource, ErrorKind, ModelConfig, build_model};
 use autoagent_sandbox::Backend;
 use tokio_util::sync::CancellationToken;
 
-use crate::decision::{self, Decision, Score};
+use crate::accept::{self, Arm, Incumbent, Policy};
+use crate::budget::{Limits, Shape};
+use crate::decision::{self, Decision};
 use crate::evaluate::{EvalSummary, Evaluator};
 use crate::experiment::{ExperimentId, JobKind};
 use crate::guards::LeakGuard;
+use crate::history::History;
 use crate::ledger::{Ledger, Row, Status};
 use crate::meta::{MetaContext, Proposal, Session, SessionEnd};
 use crate::split::TaskSplit;
-use crate::state::{Phase, PinnedSettings, State, StateFile};
+use crate::state::{LookTargets, Phase, PinnedSettings, State, StateFile};
 use crate::workspace::Workspace;
 
 /// Hears about the run, for the status lines and the progress bar.
@@ -100,9 +103,75 @@ struct Ctx<'a> {
     guard: LeakGuard,
     states: StateFile,
     cancel: CancellationToken,
+    policy: Policy,
+    limits: Limits,
+    started: Instant,
 }
 
 impl Ctx<'_> {
+    fn train_names(&self) -> Vec<String> {
+        self.split.train.name_set().into_iter().collect()
+    }
+
+    fn shape(&self) -> Shape {
+        Shape {
+            train_tasks: self.split.train.len(),
+            holdout_tasks: self.split.holdout.len(),
+            holdout_attempts: self.ws.config.eval.attempts,
+        }
+    }
+
+    /// The tree of `commit`, written once under `.autoagent/trees/`: the incumbent's attempts run
+    /// from there while the working tree holds the candidate.
+    async fn tree_dir(&self, commit: &str) -> Result<std::path::PathBuf, OptimizeError> {
+        let dir = self.ws.state_dir().join("trees").join(commit);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let tmp = self
+            .ws
+            .state_dir()
+            .join("trees")
+            .join(format!("{commit}.tmp"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        self.ws.git().export(commit, &tmp).await?;
+        std::fs::rename(&tmp, &dir)
+            .map_err(|e| OptimizeError::Setup(format!("writing {}: {e}", dir.display())))?;
+        Ok(dir)
+    }
+
+    /// Brings job `job` of `commit`'s tree (at `dir`) to `targets`.
+    async fn evaluate_to(
+        &self,
+        job: &str,
+        dir: &std::path::Path,
+        commit: &str,
+        targets: &BTreeMap<String, u32>,
+    ) -> Result<EvalSummary, OptimizeError> {
+        self.evaluator
+            .evaluate_to(
+                job,
+                dir,
+                commit,
+                &self.split.train.name_set(),
+                targets,
+                self.cancel.clone(),
+            )
+            .await
+            .map_err(|message| self.eval_error(job, message))
+    }
+
+    fn eval_error(&self, job: &str, message: String) -> OptimizeError {
+        if self.cancel.is_cancelled() {
+            OptimizeError::Cancelled
+        } else {
+            OptimizeError::Eval {
+                job: job.to_owned(),
+                message,
+            }
+        }
+    }
+
     fn say(&self, msg: &str) {
         self.log.line(msg);
         self.reporter.line(msg);
@@ -129,16 +198,7 @@ impl Ctx<'_> {
                 self.cancel.clone(),
             )
             .await
-            .map_err(|message| {
-                if self.cancel.is_cancelled() {
-                    OptimizeError::Cancelled
-                } else {
-                    OptimizeError::Eval {
-                        job: job.to_owned(),
-                        message,
-                    }
-                }
-            })
+            .map_err(|message| self.eval_error(job, message))
     }
 
     /// The holdout evaluation of `commit`, when there is a holdout.
@@ -220,10 +280,14 @@ pub async fn optimize(
             "the holdout leaves no train task".into(),
         ));
     }
+    let policy = Policy::new(&ws.config.accept).map_err(|e| {
+        OptimizeError::Setup(format!("{}: {e}", ws.root.join("autoagent.toml").display()))
+    })?;
     PinnedSettings {
         train: split.train.name_set(),
         holdout: split.holdout.clone(),
         attempts: ws.config.eval.attempts,
+        greedy_k: policy.greedy_k(),
     }
     .check_or_pin(&ws.state_dir())
     .map_err(OptimizeError::Setup)?;
@@ -248,11 +312,18 @@ pub async fn optimize(
         split,
         states: StateFile::new(&ws.state_dir()),
         cancel,
+        limits: Limits {
+            budget_usd: ws.config.optimize.budget_usd,
+            hours: ws.config.optimize.hours,
+        },
+        policy,
+        started,
     };
     ctx.say(&format!(
-        "{} train task(s), {} holdout task(s)",
+        "{} train task(s), {} holdout task(s); acceptance: {}",
         ctx.split.train.len(),
-        ctx.split.holdout.len()
+        ctx.split.holdout.len(),
+        ctx.policy.label()
     ));
     let mut ledger = Ledger::load(&ws.ledger_path())?;
 
@@ -260,7 +331,7 @@ pub async fn optimize(
         baseline(&ctx, &mut ledger).await?;
     }
     loop {
-        if let Some(reason) = stop_reason(&ctx, &ledger, started) {
+        if let Some(reason) = stop_reason(&ctx, &ledger) {
             ctx.say(&format!("stopping: {reason:?}"));
             return Ok(reason);
         }
@@ -271,7 +342,9 @@ pub async fn optimize(
     }
 }
 
-fn stop_reason(ctx: &Ctx<'_>, ledger: &Ledger, started: Instant) -> Option<StopReason> {
+/// Whether to stop before the next experiment: a `STOP` file, the iteration limit, or a
+/// forecast that says the next experiment cannot finish within the budget or the hours.
+fn stop_reason(ctx: &Ctx<'_>, ledger: &Ledger) -> Option<StopReason> {
     let o = &ctx.ws.config.optimize;
     if ctx.ws.stop_file().exists() {
         return Some(StopReason::StopFile);
@@ -282,17 +355,21 @@ fn stop_reason(ctx: &Ctx<'_>, ledger: &Ledger, started: Instant) -> Option<StopR
     {
         return Some(StopReason::MaxIterations(max));
     }
-    if let Some(h) = o.hours
-        && started.elapsed().as_secs_f64() >= h * 3600.0
-    {
-        return Some(StopReason::Hours(h));
+    let history = History::load(&ctx.ws.jobs_dir());
+    let f = crate::budget::forecast(ledger, &history, &ctx.policy, ctx.shape());
+    let spent = ledger.spent_usd();
+    let elapsed = ctx.started.elapsed().as_secs_f64();
+    ctx.say(&crate::budget::status_line(spent, elapsed, &f, &ctx.limits));
+    match ctx.limits.check(spent, f.usd, elapsed, f.seconds) {
+        Ok(()) => None,
+        Err(why) => {
+            ctx.say(&format!("not starting another experiment: {why}"));
+            Some(match why {
+                crate::budget::OverLimit::Budget { budget, .. } => StopReason::Budget(budget),
+                crate::budget::OverLimit::Hours { hours, .. } => StopReason::Hours(hours),
+            })
+        }
     }
-    if let Some(b) = o.budget_usd
-        && ledger.spent_usd() >= b
-    {
-        return Some(StopReason::Budget(b));
-    }
-    None
 }
 
 async fn baseline(ctx: &Ctx<'_>, ledger: &mut Ledger) -> Result<(), OptimizeError> {
@@ -309,8 +386,19 @@ async fn baseline(ctx: &Ctx<'_>, ledger: &mut Ledger) -> Result<(), OptimizeErro
     let head = git.head().await?;
     let short = git.short(&head).await?;
     ctx.say(&format!("{id}: baseline"));
+    let targets: BTreeMap<String, u32> = ctx
+        .policy
+        .baseline(&ctx.train_names())
+        .into_iter()
+        .map(|r| (r.task, r.attempts))
+        .collect();
     let train = ctx
-        .evaluate(&id.job(JobKind::Train), &head, &ctx.split.train.name_set())
+        .evaluate_to(
+            &id.job(JobKind::Train),
+            &ctx.ws.harness_dir(),
+            &head,
+            &targets,
+        )
         .await?;
     let holdout = ctx.evaluate_holdout(id, &head).await?;
     let task_cost = add_cost(
@@ -332,6 +420,9 @@ async fn baseline(ctx: &Ctx<'_>, ledger: &mut Ledger) -> Result<(), OptimizeErro
         task_cost_usd: task_cost,
         duration_s: t0.elapsed().as_secs_f64(),
         job_dir: id.ledger_job_dir(),
+        policy: ctx.policy.label(),
+        looks: 1,
+        attempts: ran_by(ctx, id),
     };
     ctx.say(&format!(
         "{id}: baseline {}/{} passed (score {:.3})",
@@ -602,6 +693,9 @@ async fn experiment(ctx: &Ctx<'_>, ledger: &mut Ledger) -> Result<(), OptimizeEr
                         task_cost_usd: spot,
                         duration_s: duration_s(),
                         job_dir: id.ledger_job_dir(),
+                        policy: String::new(),
+                        looks: 0,
+                        attempts: ran_by(ctx, id),
                     })?;
                     ctx.states.clear();
                     return Ok(());
@@ -611,37 +705,52 @@ async fn experiment(ctx: &Ctx<'_>, ledger: &mut Ledger) -> Result<(), OptimizeEr
     };
 
     let size = ctx.size();
-    let eval = ctx
-        .evaluate(
-            &id.job(JobKind::Train),
-            &commit,
-            &ctx.split.train.name_set(),
-        )
-        .await?;
-    let mut task_cost = add_cost(eval.cost_usd, spot_cost(&ctx.ws.jobs_dir(), id));
-    let candidate = Score {
-        passed: eval.passed,
-        trials: eval.trials,
-        size,
-    };
-    let stored = Score {
-        passed: incumbent.passed,
-        trials: incumbent.trials,
+    let inc = IncumbentRef {
+        experiment: incumbent.experiment().unwrap_or(ExperimentId::BASELINE),
+        commit: inc_full.clone(),
         size: incumbent.harness_size,
     };
-    let mut decision = decision::greedy(stored, candidate);
+    let compared = compare(ctx, id, &mut state, &commit, size, &inc, ledger).await?;
+    let cand = compared.candidate;
+    let spent_before_holdout = spent_now(ctx, ledger, &state, id);
+    let mut task_cost = add_cost(
+        cost_of(
+            &ctx.ws.jobs_dir(),
+            id,
+            &[JobKind::Train, JobKind::Incumbent],
+        ),
+        spot_cost(&ctx.ws.jobs_dir(), id),
+    );
+    let mut decision = compared.decision;
     let mut holdout_score = None;
-    if decision.is_keep()
-        && let Some(h) = ctx.evaluate_holdout(id, &commit).await?
-    {
-        holdout_score = Some(h.avg_score);
-        task_cost = add_cost(task_cost, h.cost_usd);
-        // A train gain that costs the unseen tasks more than noise is overfitting.
-        decision =
-            decision::holdout_guard(decision, incumbent.holdout_score, h.avg_score, h.trials);
+    if decision.is_keep() && !ctx.split.holdout.is_empty() {
+        // The holdout is part of a keep: when it cannot be paid, neither is the keep.
+        let per_trial = History::load(&ctx.ws.jobs_dir()).trial_cost(None);
+        let trials = ctx.split.holdout.len() as f64 * f64::from(ctx.ws.config.eval.attempts);
+        if let Err(why) = ctx.limits.check(
+            spent_before_holdout,
+            per_trial.map(|c| c * trials),
+            ctx.started.elapsed().as_secs_f64(),
+            0.0,
+        ) {
+            decision = Decision::Discard {
+                reason: format!(
+                    "{}; the holdout evaluation cannot be paid: {why}",
+                    decision.reason()
+                ),
+            };
+        } else if let Some(h) = ctx.evaluate_holdout(id, &commit).await? {
+            holdout_score = Some(h.avg_score);
+            task_cost = add_cost(task_cost, h.cost_usd);
+            // A train gain that costs the unseen tasks more than noise is overfitting.
+            decision =
+                decision::holdout_guard(decision, incumbent.holdout_score, h.avg_score, h.trials);
+        }
         if !decision.is_keep() {
             state.description = format!("{} [{}]", state.description, decision.reason());
         }
+    } else if compared.undecided {
+        state.description = format!("{} [{}]", state.description, decision.reason());
     }
     let short = git.short(&commit).await?;
     let status = match &decision {
@@ -652,21 +761,32 @@ async fn experiment(ctx: &Ctx<'_>, ledger: &mut Ledger) -> Result<(), OptimizeEr
             Status::Discard
         }
     };
+    let tasks = ctx.train_names();
+    let total = cand.tallies.total(&tasks);
     ctx.say(&format!(
-        "{id}: {status}: {}/{} passed (incumbent {}/{}), size {size} (incumbent {}): {}",
-        eval.passed,
-        eval.trials,
-        incumbent.passed,
-        incumbent.trials,
+        "{id}: {status} after {} look(s), {} trial(s): {}/{} passed, size {size} (incumbent {}): {}",
+        compared.looks,
+        ran_by(ctx, id),
+        total.passes,
+        total.attempts,
         incumbent.harness_size,
         state.description
     ));
     ledger.append(Row {
         commit: short,
-        avg_score: eval.avg_score,
-        passed: eval.passed,
-        trials: eval.trials,
-        task_scores: eval.task_scores,
+        avg_score: if total.attempts == 0 {
+            0.0
+        } else {
+            cand.reward_sum / f64::from(total.attempts)
+        },
+        passed: total.passes,
+        trials: total.attempts,
+        task_scores: tasks
+            .iter()
+            .map(|t| (t, cand.tallies.get(t)))
+            .filter(|(_, x)| x.attempts > 0)
+            .map(|(t, x)| (t.clone(), x.passes, x.attempts))
+            .collect(),
         cost_usd: add_cost(task_cost, state.meta_cost_usd),
         status,
         description: state.description.clone(),
@@ -676,9 +796,217 @@ async fn experiment(ctx: &Ctx<'_>, ledger: &mut Ledger) -> Result<(), OptimizeEr
         task_cost_usd: task_cost,
         duration_s: duration_s(),
         job_dir: id.ledger_job_dir(),
+        policy: ctx.policy.label(),
+        looks: compared.looks,
+        attempts: ran_by(ctx, id),
     })?;
     ctx.states.clear();
     Ok(())
+}
+
+/// The incumbent a comparison runs against.
+struct IncumbentRef {
+    /// The experiment that made it the incumbent (the baseline's is 0).
+    experiment: ExperimentId,
+    /// Its full commit hash.
+    commit: String,
+    size: u64,
+}
+
+/// A comparison's outcome.
+struct Compared {
+    decision: Decision,
+    /// The comparison was cut short (budget, no request) rather than decided.
+    undecided: bool,
+    candidate: crate::history::JobAttempts,
+    looks: u32,
+}
+
+/// Trials experiment `id` ran, all its jobs together (cache hits excluded).
+fn ran_by(ctx: &Ctx<'_>, id: ExperimentId) -> u64 {
+    let holdout = ctx.ws.jobs_dir().join(id.job(JobKind::Holdout));
+    History::load(&ctx.ws.jobs_dir()).ran_by(id) + crate::history::JobAttempts::read(&holdout).ran
+}
+
+/// Task-model spend of experiment `id`'s jobs of the given kinds, read from their trials.
+fn cost_of(jobs_dir: &std::path::Path, id: ExperimentId, kinds: &[JobKind]) -> Option<f64> {
+    let mut total = Some(0.0);
+    for kind in kinds {
+        for r in autoagent_harbor::JobDir::new(jobs_dir.join(id.job(*kind))).trial_results() {
+            if let Some(a) = r.agent_result {
+                total = add_cost(total, a.cost_usd);
+            }
+        }
+    }
+    total
+}
+
+/// Spend of the run so far, this unfinished experiment's included (unknown prices count 0).
+fn spent_now(ctx: &Ctx<'_>, ledger: &Ledger, state: &State, id: ExperimentId) -> f64 {
+    let task = add_cost(
+        cost_of(
+            &ctx.ws.jobs_dir(),
+            id,
+            &[JobKind::Train, JobKind::Incumbent, JobKind::Holdout],
+        ),
+        spot_cost(&ctx.ws.jobs_dir(), id),
+    );
+    ledger.spent_usd() + task.unwrap_or(0.0) + state.meta_cost_usd.unwrap_or(0.0)
+}
+
+/// The comparison of the candidate (`commit`, checked out in the working tree) with the
+/// incumbent, look by look: the policy names each look's attempts, the look runs, the policy
+/// decides again from what the job folders hold. Each look's targets are saved before it runs,
+/// so a kill anywhere resumes the same look, and no trial is run or counted twice.
+async fn compare(
+    ctx: &Ctx<'_>,
+    id: ExperimentId,
+    state: &mut State,
+    commit: &str,
+    size: u64,
+    inc: &IncumbentRef,
+    ledger: &Ledger,
+) -> Result<Compared, OptimizeError> {
+    let tasks = ctx.train_names();
+    let prior = ctx.ws.config.accept.flaky_prior;
+    loop {
+        let history = History::load(&ctx.ws.jobs_dir());
+        let candidate = history.job(id, JobKind::Train);
+        let targets = match state.look.take() {
+            Some(t) => t,
+            None => {
+                let (accepted, since) = history.incumbent(inc.experiment, &inc.commit);
+                let incumbent = Incumbent {
+                    accepted: &accepted,
+                    accepted_is_baseline: inc.experiment == ExperimentId::BASELINE,
+                    since: &since,
+                };
+                let flakiness = history.flakiness(prior);
+                let actx = accept::Context {
+                    tasks: &tasks,
+                    flakiness: &flakiness,
+                    incumbent_size: inc.size,
+                    candidate_size: size,
+                    seed: u64::from(id.0),
+                };
+                let answer = if state.looks == 0 {
+                    accept::Decision::RunMore(ctx.policy.first_look(&actx, &incumbent))
+                } else {
+                    ctx.policy
+                        .decide(&actx, &incumbent, &candidate.tallies, state.looks)
+                };
+                let requests = match answer {
+                    accept::Decision::RunMore(r) if !r.is_empty() => r,
+                    accept::Decision::RunMore(_) => {
+                        return Ok(Compared {
+                            decision: Decision::Discard {
+                                reason: "the policy asked for nothing more and decided nothing"
+                                    .into(),
+                            },
+                            candidate,
+                            looks: state.looks,
+                            undecided: true,
+                        });
+                    }
+                    d => {
+                        return Ok(Compared {
+                            decision: Decision::from_accept(d).unwrap_or(Decision::Discard {
+                                reason: String::new(),
+                            }),
+                            candidate,
+                            looks: state.looks,
+                            undecided: false,
+                        });
+                    }
+                };
+                let inc_job = history.job(id, JobKind::Incumbent);
+                let mut t = LookTargets::default();
+                for r in requests {
+                    let (map, have) = match r.arm {
+                        Arm::Candidate => (&mut t.candidate, candidate.finished(&r.task)),
+                        Arm::Incumbent => (&mut t.incumbent, inc_job.finished(&r.task)),
+                    };
+                    let e = map.entry(r.task.clone()).or_insert(have);
+                    *e += r.attempts;
+                }
+                t
+            }
+        };
+        // The look must fit in what is left: its new trials at their tasks' cost so far.
+        let history_inc = history.job(id, JobKind::Incumbent);
+        let mut look_cost = Some(0.0);
+        let mut new_trials = 0u64;
+        for (map, have) in [
+            (&targets.candidate, &candidate),
+            (&targets.incumbent, &history_inc),
+        ] {
+            for (task, n) in map {
+                let add = n.saturating_sub(have.finished(task));
+                new_trials += u64::from(add);
+                look_cost = add_cost(
+                    look_cost,
+                    history.trial_cost(Some(task)).map(|c| c * f64::from(add)),
+                );
+            }
+        }
+        if let Err(why) = ctx.limits.check(
+            spent_now(ctx, ledger, state, id),
+            look_cost,
+            ctx.started.elapsed().as_secs_f64(),
+            0.0,
+        ) {
+            return Ok(Compared {
+                decision: Decision::Discard {
+                    reason: format!(
+                        "undecided after {} look(s): the next look ({new_trials} trials) cannot be paid: {why}",
+                        state.looks
+                    ),
+                },
+                candidate,
+                looks: state.looks,
+                undecided: true,
+            });
+        }
+        state.look = Some(targets.clone());
+        ctx.states.save(state);
+        ctx.say(&format!(
+            "{id}: look {}: {} candidate and {} incumbent trial(s) ({})",
+            state.looks + 1,
+            targets
+                .candidate
+                .iter()
+                .map(|(t, n)| n.saturating_sub(candidate.finished(t)))
+                .sum::<u32>(),
+            targets
+                .incumbent
+                .iter()
+                .map(|(t, n)| n.saturating_sub(history_inc.finished(t)))
+                .sum::<u32>(),
+            ctx.policy.label()
+        ));
+        if !targets.candidate.is_empty() {
+            ctx.evaluate_to(
+                &id.job(JobKind::Train),
+                &ctx.ws.harness_dir(),
+                commit,
+                &targets.candidate,
+            )
+            .await?;
+        }
+        if !targets.incumbent.is_empty() {
+            let dir = ctx.tree_dir(&inc.commit).await?;
+            ctx.evaluate_to(
+                &id.job(JobKind::Incumbent),
+                &dir,
+                &inc.commit,
+                &targets.incumbent,
+            )
+            .await?;
+        }
+        state.looks += 1;
+        state.look = None;
+        ctx.states.save(state);
+    }
 }
 
 /// Where a rejected change of experiment `id` stays readable.

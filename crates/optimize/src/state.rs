@@ -2,7 +2,7 @@
 //! (where an unfinished experiment was) and `.autoagent/settings.json` (what the ledger's scores
 //! are comparable under).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,21 @@ pub struct State {
     /// Meta-agent spend of this experiment so far (sessions killed midway included).
     pub meta_cost_usd: Option<f64>,
     pub started_unix: u64,
+    /// Looks of the comparison finished so far.
+    #[serde(default)]
+    pub looks: u32,
+    /// The look in progress: what its jobs must hold when it is done. Saved before it starts,
+    /// so a killed look is finished as it was asked, not asked again on different tallies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub look: Option<LookTargets>,
+}
+
+/// Finished trials per task that a look's two jobs must hold (absolute, so running a look
+/// twice runs it once).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LookTargets {
+    pub candidate: BTreeMap<String, u32>,
+    pub incumbent: BTreeMap<String, u32>,
 }
 
 impl State {
@@ -96,6 +111,10 @@ pub struct PinnedSettings {
     pub train: BTreeSet<String>,
     pub holdout: BTreeSet<String>,
     pub attempts: u32,
+    /// `greedy`'s k: its rule compares pass totals, which only means something at the same k.
+    /// `None` for the other policies (their comparisons are per task) and in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub greedy_k: Option<u32>,
 }
 
 impl PinnedSettings {
@@ -119,6 +138,15 @@ impl PinnedSettings {
             what.push(format!(
                 "attempts per task (k) was {}, now {}",
                 before.attempts, self.attempts
+            ));
+        }
+        if before.greedy_k != self.greedy_k {
+            let k =
+                |v: Option<u32>| v.map_or("another policy".to_owned(), |k| format!("greedy k={k}"));
+            what.push(format!(
+                "the acceptance policy was {}, now {}",
+                k(before.greedy_k),
+                k(self.greedy_k)
             ));
         }
         if before.train != self.train {
@@ -169,11 +197,18 @@ mod tests {
             train: ["t1".to_owned()].into(),
             holdout: BTreeSet::new(),
             attempts: 3,
+            greedy_k: None,
         };
         a.check_or_pin(d.path()).unwrap();
         a.check_or_pin(d.path()).unwrap();
         let b = PinnedSettings { attempts: 1, ..a };
         let e = b.check_or_pin(d.path()).unwrap_err();
         assert!(e.contains("attempts per task (k) was 3, now 1"), "{e}");
+        let c = PinnedSettings {
+            greedy_k: Some(2),
+            ..b
+        };
+        let e = c.check_or_pin(d.path()).unwrap_err();
+        assert!(e.contains("was another policy, now greedy k=2"), "{e}");
     }
 }

@@ -14,6 +14,8 @@ pub struct WorkspaceConfig {
     pub models: ModelsSection,
     pub eval: EvalSection,
     pub optimize: OptimizeSection,
+    /// How the loop decides keep or discard (`[accept]`).
+    pub accept: crate::accept::AcceptConfig,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -179,6 +181,11 @@ impl WorkspaceConfig {
                 format!("expected \"docker\" or \"local\", found {s:?}"),
             ));
         }
+        if let Err(crate::accept::AcceptConfigError::Field { field, message }) =
+            self.accept.validate()
+        {
+            return Err((format!("accept.{field}"), message));
+        }
         if let Holdout::Fraction(f) = self.optimize.holdout
             && !(0.0..1.0).contains(&f)
         {
@@ -219,6 +226,16 @@ max_retries = 2             # retries of infrastructure failures
 # budget_usd = 50
 holdout = 0.0               # a fraction of the tasks, or a list of task names
 meta_max_turns = 60
+
+[accept]
+# How a proposal is kept or discarded (see the optimize crate's README for the measured tables):
+# "sequential" compares per task in looks and spends attempts where the doubt is; "greedy" runs
+# k attempts on every task against the incumbent's stored total (k = 1 is the original rule);
+# "staged" screens on a slice of the tasks first.
+policy = "sequential"
+# k = 3                     # greedy: attempts per task
+# z_accept = 1.5            # sequential: keep at this z
+# cap = 12                  # sequential: at most this many attempts per task
 "#;
 
 #[cfg(test)]
@@ -245,6 +262,15 @@ mod tests {
         std::fs::write(&p, "[optimize]\nholdout = [\"a\", \"b\"]\nhuors = 3\n").unwrap();
         let e = WorkspaceConfig::load(&p).unwrap_err().to_string();
         assert!(e.contains("unknown field `huors`"), "{e}");
+        std::fs::write(&p, "[accept]\npolicy = \"greedy\"\nk = 0\n").unwrap();
+        let e = WorkspaceConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("accept.k") && e.contains("at least 1"), "{e}");
+        std::fs::write(&p, "[accept]\npolicy = \"fancy\"\n").unwrap();
+        let e = WorkspaceConfig::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("accept.policy") && e.contains("sequential"),
+            "{e}"
+        );
         std::fs::write(&p, "[optimize]\nholdout = 1.5\n").unwrap();
         assert!(
             WorkspaceConfig::load(&p)

@@ -6,9 +6,11 @@
 //!   `autoagent.toml` > harness > defaults — combined into resolved structs that remember where
 //!   each value came from.
 
+pub mod accept;
 pub mod file;
 pub mod resolve;
 
+pub use accept::{AcceptConfig, AcceptConfigError, PolicyKind, StageSelect};
 pub use file::{ConfigError, Holdout, WorkspaceConfig};
 pub use resolve::{
     AttemptsDefault, EvalFlags, EvalSettings, HarnessModel, ModelFlags, ResolvedModels,

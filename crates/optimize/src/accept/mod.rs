@@ -21,7 +21,6 @@
 //! * `staged`: `sequential` behind a first stage on a slice of the tasks that discards early;
 //!   the stage's attempts count in the full comparison.
 
-mod config;
 mod flaky;
 mod greedy;
 mod sequential;
@@ -32,7 +31,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 
-pub use config::{AcceptConfig, AcceptConfigError, PolicyKind, StageSelect};
+pub use autoagent_settings::accept::{AcceptConfig, AcceptConfigError, PolicyKind, StageSelect};
 pub use flaky::{FlakinessModel, TaskClass, TaskFlakiness};
 
 /// Passes over attempts of one task by one harness tree.
@@ -242,6 +241,26 @@ impl Policy {
         match self {
             Self::Greedy(g) => g.decide(ctx, incumbent, candidate),
             Self::Sequential(s) => s.decide(ctx, incumbent, candidate, look),
+        }
+    }
+
+    /// Trials a proposal is expected to cost on `tasks` tasks, before the run has a history of
+    /// its own: k per task for `greedy`; for the others the simulator's figures at the tuned
+    /// defaults (2.4 × N for `sequential`, 2.0 × N for `staged`; crate README).
+    pub fn expected_trials(&self, tasks: usize) -> f64 {
+        let n = tasks as f64;
+        match self {
+            Self::Greedy(g) => f64::from(g.k) * n,
+            Self::Sequential(s) if s.stage.is_some() => 2.0 * n,
+            Self::Sequential(_) => 2.4 * n,
+        }
+    }
+
+    /// Greedy's k, for the pinned settings (its rule compares totals at one k).
+    pub fn greedy_k(&self) -> Option<u32> {
+        match self {
+            Self::Greedy(g) => Some(g.k),
+            Self::Sequential(_) => None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! `sequential` and `staged`: a paired, stratified z over per-task pass rates, in looks.
 
-use super::config::{AcceptConfig, PolicyKind, StageSelect};
 use super::stats::{Pair, strat_z};
+use super::{AcceptConfig, PolicyKind, StageSelect};
 use super::{Arm, Context, Decision, Incumbent, Request, Tallies, Tally};
 
 /// The first stage of `staged`.

@@ -51,7 +51,9 @@ impl MetaContext {
             .filter_map(|e| {
                 let (id, kind) = ExperimentId::parse_job(&e.file_name().to_string_lossy())?;
                 match kind {
-                    JobKind::Train | JobKind::Spot(_) => Some((id, kind, e.path())),
+                    JobKind::Train | JobKind::Incumbent | JobKind::Spot(_) => {
+                        Some((id, kind, e.path()))
+                    }
                     JobKind::Holdout => None,
                 }
             })

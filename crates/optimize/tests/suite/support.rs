@@ -14,14 +14,22 @@ pub fn fixture(name: &str) -> PathBuf {
     autoagent_test_support::fixture!(name)
 }
 
-/// A new workspace with only the given example tasks, k = 2, concurrency 2.
+/// A new workspace with only the given example tasks, k = 2, concurrency 2, and the `greedy`
+/// policy unless `extra_config` has an `[accept]` section.
 pub async fn workspace(dir: &Path, tasks: &[&str], extra_config: &str) -> Workspace {
     autoagent_optimize::init(dir).await.unwrap();
     std::fs::remove_dir_all(dir.join("tasks")).unwrap();
     autoagent_test_support::copy_tasks(&dir.join("tasks"), tasks);
     std::fs::write(
         dir.join("autoagent.toml"),
-        format!("[eval]\nattempts = 2\nconcurrency = 2\nmax_retries = 0\n{extra_config}"),
+        format!(
+            "[eval]\nattempts = 2\nconcurrency = 2\nmax_retries = 0\n{extra_config}{}",
+            if extra_config.contains("[accept]") {
+                ""
+            } else {
+                "\n[accept]\npolicy = \"greedy\"\nk = 2\n"
+            }
+        ),
     )
     .unwrap();
     Workspace::open(dir).unwrap()

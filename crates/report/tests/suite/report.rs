@@ -165,6 +165,9 @@ fn row(n: u32, e: &Exp, commit: String) -> Row {
         },
         duration_s: 60.0 + f64::from(n),
         job_dir: format!("jobs/exp-{n:04}"),
+        policy: "sequential z>=1.50".into(),
+        looks: 2,
+        attempts: u64::from(TRIALS),
     }
 }
 
