@@ -480,6 +480,7 @@ async fn meta_session(
             evaluator: ctx.evaluator.clone(),
             experiment: id,
             spot_attempts: ws.config.optimize.spot_check_attempts,
+            flaky_prior: ws.config.accept.flaky_prior,
             cancel: ctx.cancel.clone(),
         });
         let mut model_cfg = ctx.opts.meta_model.clone();

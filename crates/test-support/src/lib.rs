@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod atif;
+pub mod coin;
 pub mod docker;
 pub mod dump;
 pub mod scripted;

@@ -234,3 +234,153 @@ fn killed_during_a_meta_session_and_an_evaluation_then_resumed() {
         "the kept change's diff\n{md}"
     );
 }
+
+/// The `(id, task)` of every finished trial under `jobs/`, every job together.
+fn all_finished_trials(ws: &Path) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = std::fs::read_dir(ws.join("jobs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .flat_map(|e| {
+            let job = e.file_name().to_string_lossy().into_owned();
+            finished_trials(&e.path())
+                .into_iter()
+                .map(move |(task, id)| (format!("{job}/{task}"), id))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn state_json(ws: &Path) -> serde_json::Value {
+    std::fs::read_to_string(ws.join(".autoagent/state.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+#[test]
+fn sequential_killed_at_every_look_then_resumed_loses_and_double_counts_nothing() {
+    use autoagent_test_support::coin;
+    if !docker_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let run = autoagent(&["init", ws.to_str().unwrap()], dir.path());
+    assert!(run.out.status.success(), "{}", run.context());
+    std::fs::remove_dir_all(ws.join("tasks")).unwrap();
+    coin::write_tasks(&ws.join("tasks"), &coin::PROBABILITIES);
+    coin::write_baseline_prompt(&ws.join("harness"));
+    let fixtures = coin::fixture_dir();
+    let args: Vec<String> = vec![
+        "optimize".into(),
+        "--workspace".into(),
+        ws.display().to_string(),
+        "--model".into(),
+        format!("scripted/{}", fixtures.join("task-agent.toml").display()),
+        "--meta-model".into(),
+        format!("scripted/{}/meta-{{n}}.toml", fixtures.display()),
+        "--max-iterations".into(),
+        "2".into(),
+        "--accept".into(),
+        "sequential".into(),
+        "-n".into(),
+        "2".into(),
+        "--sandbox".into(),
+        "docker".into(),
+    ];
+    let spawn = || {
+        Command::new(bin())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let log = || std::fs::read_to_string(ws.join(".autoagent/optimize.log")).unwrap_or_default();
+
+    // Killed in the middle of each look of experiment 1, one after the other: once a look is
+    // in progress and a trial more than before has finished.
+    let mut kills = Vec::new();
+    for look in 0..3u64 {
+        let c = spawn();
+        let before = all_finished_trials(&ws).len();
+        let t0 = Instant::now();
+        let mut reached = false;
+        while t0.elapsed() < Duration::from_secs(180) {
+            let s = state_json(&ws);
+            let in_look = s["phase"] == "evaluate"
+                && s["experiment"] == 1
+                && s["looks"].as_u64() == Some(look)
+                && s.get("look").is_some();
+            if in_look && all_finished_trials(&ws).len() > before {
+                reached = true;
+                break;
+            }
+            if std::fs::read_to_string(ws.join("results.tsv"))
+                .unwrap_or_default()
+                .lines()
+                .count()
+                > 2
+            {
+                break; // experiment 1 decided before this look
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        kill(c);
+        if !reached {
+            break;
+        }
+        kills.push((look, all_finished_trials(&ws)));
+    }
+    assert!(!kills.is_empty(), "no look was killed\n{}", log());
+
+    // Resumed to the end.
+    let run = autoagent(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        dir.path(),
+    );
+    assert!(run.out.status.success(), "{}\n{}", run.context(), log());
+    let after = all_finished_trials(&ws);
+    for (look, seen) in &kills {
+        for t in seen {
+            assert!(
+                after.contains(t),
+                "trial {t:?} finished before the kill in look {look} is gone\n{}",
+                log()
+            );
+        }
+    }
+    let l = autoagent_optimize::Ledger::load(&ws.join("results.tsv")).unwrap();
+    assert_eq!(l.rows.len(), 3, "{}", log());
+    // Each row's attempts are its experiment's trials on disk (none run twice, none counted
+    // twice), and its passes/trials are its candidate job's.
+    for (n, row) in l.rows.iter().enumerate() {
+        let prefix = format!("exp-{n:04}");
+        let on_disk = after
+            .iter()
+            .filter(|(job, _)| {
+                job.starts_with(&format!("{prefix}/")) || job.starts_with(&format!("{prefix}-"))
+            })
+            .count() as u64;
+        assert_eq!(row.attempts, on_disk, "row {n}\n{}", log());
+        let candidate = finished_trials(&ws.join("jobs").join(&prefix)).len() as u32;
+        assert_eq!(row.trials, candidate, "row {n}\n{}", log());
+        assert!(
+            row.looks >= 1 && row.policy.starts_with("sequential"),
+            "{row:?}"
+        );
+    }
+    let mut ids: Vec<&String> = after.iter().map(|(_, id)| id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), after.len(), "a trial id appears twice");
+    assert!(!ws.join(".autoagent/state.json").exists());
+    assert!(
+        log().contains("exp-0001: resuming the evaluation"),
+        "{}",
+        log()
+    );
+}

@@ -23,6 +23,8 @@ pub struct MetaContext {
     pub experiment: ExperimentId,
     /// Attempts per task of a spot check, unless the call asks for others.
     pub spot_attempts: u32,
+    /// The flakiness model's prior (`[accept] flaky_prior`), for the task-stability digest.
+    pub flaky_prior: f64,
     pub cancel: CancellationToken,
 }
 

@@ -129,6 +129,35 @@ pub fn meta_harness(harness_dir: &Path, program: &str, max_turns: u32) -> Harnes
     }
 }
 
+/// Each train task's class from every attempt so far (stable-fail, flaky, stable-pass): where a
+/// change can show, and where one run of a task says little.
+fn stability_digest(ctx: &MetaContext) -> String {
+    let model = crate::history::History::load(&ctx.jobs_dir).flakiness(ctx.flaky_prior);
+    let mut by_class: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for name in ctx.train.name_set() {
+        let t = model.task(&name);
+        if t.attempts == 0 {
+            continue;
+        }
+        by_class
+            .entry(t.class.as_str())
+            .or_default()
+            .push(format!("{name} ({}/{})", t.passes, t.attempts));
+    }
+    if by_class.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n## Task stability (passes/attempts over every harness tried)\nA flaky task passes sometimes: one trial of it says little, and the loop gives it more attempts. Stable-fail tasks are where a change can gain.\n",
+    );
+    for class in ["stable-fail", "flaky", "stable-pass"] {
+        if let Some(v) = by_class.get(class) {
+            let _ = writeln!(s, "- {class}: {}", v.join(", "));
+        }
+    }
+    s
+}
+
 /// The session's first message: the current harness, the last ledger rows, and a digest of the
 /// incumbent's failed train trials.
 pub fn first_message(ctx: &MetaContext, incumbent_job: Option<&Path>) -> String {
@@ -154,6 +183,7 @@ pub fn first_message(ctx: &MetaContext, incumbent_job: Option<&Path>) -> String 
         }
         s.push_str("\n```\n");
     }
+    s.push_str(&stability_digest(ctx));
     s.push_str("\n## Failure digest (the current harness's failed train trials)\n");
     let Some(job) = incumbent_job else {
         s.push_str("(no evaluation yet)\n");

@@ -109,6 +109,7 @@ fn fixture() -> Fixture {
         evaluator,
         experiment: ExperimentId(1),
         spot_attempts: 1,
+        flaky_prior: 0.3,
         cancel: CancellationToken::new(),
     });
     Fixture {

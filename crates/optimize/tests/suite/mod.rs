@@ -1,3 +1,4 @@
+mod accept_e2e;
 mod loop_e2e;
 mod meta_tools;
 pub mod support;
