@@ -143,6 +143,8 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         timeout_multiplier: settings.timeout_multiplier,
         disable_verification: false,
         n_concurrent: settings.concurrency,
+        task_attempts: Default::default(),
+        cache: None,
     };
     let bar = if args.json {
         ProgressBar::hidden()

@@ -90,6 +90,8 @@ impl Evaluator {
             timeout_multiplier: self.timeout_multiplier,
             disable_verification: false,
             n_concurrent: self.concurrency,
+            task_attempts: Default::default(),
+            cache: None,
         };
         // Infrastructure failures that outlived the trial's own retries: the trial is removed
         // and the job resumed, twice at most, so an outage does not become a score.

@@ -31,6 +31,8 @@ pub fn config(jobs_dir: &Path, name: &str, agent: &str) -> JobConfig {
         timeout_multiplier: 1.0,
         disable_verification: false,
         n_concurrent: 4,
+        task_attempts: Default::default(),
+        cache: None,
     }
 }
 
