@@ -68,6 +68,9 @@ pub struct OptimizeArgs {
     /// `docker` or `local`.
     #[arg(long, value_enum)]
     pub sandbox: Option<SandboxKind>,
+    /// Run every trial, reusing none from the trial cache (`.autoagent/cache`).
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 /// Status lines, the evaluation bar and the meta-agent's spinner.
@@ -157,6 +160,7 @@ pub async fn run(args: OptimizeArgs) -> anyhow::Result<ExitCode> {
         meta_model: models.meta,
         env,
         backend,
+        no_cache: args.no_cache,
     };
     let bar = ProgressBar::new_spinner();
     bar.enable_steady_tick(Duration::from_millis(200));

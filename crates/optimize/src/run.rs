@@ -44,6 +44,9 @@ pub struct Options {
     pub meta_model: ModelConfig,
     pub env: EnvSource,
     pub backend: Arc<dyn Backend>,
+    /// `--no-cache`: run every trial even when the workspace's trial cache
+    /// (`Workspace::cache_dir`) holds the same measurement; nothing is reused or stored.
+    pub no_cache: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
