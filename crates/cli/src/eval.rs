@@ -144,6 +144,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         disable_verification: false,
         n_concurrent: settings.concurrency,
         task_attempts: Default::default(),
+        cache: None,
     };
     let bar = if args.json {
         ProgressBar::hidden()

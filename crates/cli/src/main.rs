@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cache;
 mod eval;
 mod harness;
 mod interrupt;
@@ -40,6 +41,8 @@ enum Command {
     Harness(harness::HarnessArgs),
     /// A live web dashboard of a run (or of a jobs dir): `autoagent view WORKSPACE`.
     View(view::ViewArgs),
+    /// The trial cache: `autoagent cache list`, `autoagent cache prune [--older-than 7d] [--all]`.
+    Cache(cache::CacheArgs),
     /// Check that a model answers: `autoagent models check --model anthropic/claude-sonnet-4-5`.
     Models(models::ModelsArgs),
 }
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
             Command::Report(args) => report::run(args).await,
             Command::Run(args) => run::run(args).await,
             Command::Harness(args) => harness::run(args),
+            Command::Cache(args) => cache::run(args),
             Command::View(args) => view::run(args).await,
             Command::Models(args) => models::run(args).await.map(|()| ExitCode::SUCCESS),
         }

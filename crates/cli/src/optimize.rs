@@ -72,6 +72,9 @@ pub struct OptimizeArgs {
     /// `docker` or `local`.
     #[arg(long, value_enum)]
     pub sandbox: Option<SandboxKind>,
+    /// Run every trial, reusing none from the trial cache (`.autoagent/cache`).
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -184,6 +187,7 @@ pub async fn run(args: OptimizeArgs) -> anyhow::Result<ExitCode> {
         meta_model: models.meta,
         env,
         backend,
+        no_cache: args.no_cache,
     };
     let bar = ProgressBar::new_spinner();
     bar.enable_steady_tick(Duration::from_millis(200));

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::TrialAgent;
-use crate::trial::{TrialSpec, run_trial};
+use crate::cache::{CacheKey, CachedTrial, TrialCache};
+use crate::trial::{TrialSpec, image_spec, run_trial};
 
 /// The sandbox label that carries the job's id.
 pub(crate) const JOB_LABEL: &str = "autoagent.job";
@@ -50,16 +51,97 @@ pub struct JobConfig {
     #[serde(skip)]
     pub n_concurrent: usize,
     /// Per-task targets of finished trials, replacing `n_attempts` when not empty (a task
-    /// absent from it gets none). Not part of identity: the optimizer grows the targets look by
-    /// look, and each run of the job runs only what is missing.
+    /// absent from it gets 0). Not part of identity: a caller grows them between calls of
+    /// [`run_job`] on one job dir, and each call runs only the trials that are missing.
     #[serde(skip)]
     pub task_attempts: BTreeMap<String, u32>,
+    /// The trial cache, when trials may be reused. Not part of identity: a hit is the same
+    /// measurement as a run.
+    #[serde(skip)]
+    pub cache: Option<JobCache>,
+}
+
+/// What a job needs to use the trial cache: the cache, and the key parts that the job's
+/// config does not name by content.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobCache {
+    pub cache: Arc<TrialCache>,
+    /// Content hash of the harness tree the agent runs (see [`crate::cache::tree_hash`]).
+    pub harness_tree: String,
+    /// The task model and its settings that change behaviour (provider, model id, base URL,
+    /// sampling), as one string.
+    pub model_key: String,
+    /// The attempt index of this job's first trial of each task (absent: 0). The i-th trial
+    /// of task T in this job has attempt index `first_attempt[T] + i`.
+    pub first_attempt: BTreeMap<String, u32>,
+}
+
+impl Default for JobConfig {
+    /// One attempt of the `oracle` agent in Docker, with no name or tasks yet: a base for
+    /// `JobConfig { job_name, path, .., ..Default::default() }`.
+    fn default() -> Self {
+        Self {
+            job_name: String::new(),
+            jobs_dir: PathBuf::from("jobs"),
+            path: PathBuf::new(),
+            agent: "oracle".to_owned(),
+            model: None,
+            agent_kwargs: BTreeMap::new(),
+            n_attempts: 1,
+            max_retries: 0,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            sandbox: "docker".to_owned(),
+            force_build: false,
+            timeout_multiplier: 1.0,
+            disable_verification: false,
+            n_concurrent: 1,
+            task_attempts: BTreeMap::new(),
+            cache: None,
+        }
+    }
 }
 
 impl JobConfig {
     pub fn job_dir(&self) -> PathBuf {
         self.jobs_dir.join(&self.job_name)
     }
+
+    /// The config with the fields that are not part of the job's identity cleared: what a
+    /// resumed job must match.
+    fn identity(&self) -> Self {
+        Self {
+            n_concurrent: 0,
+            task_attempts: BTreeMap::new(),
+            cache: None,
+            ..self.clone()
+        }
+    }
+
+    /// How many finished trials of `task` this job aims at.
+    fn target(&self, task: &str) -> usize {
+        let n = if self.task_attempts.is_empty() {
+            self.n_attempts
+        } else {
+            self.task_attempts.get(task).copied().unwrap_or(0)
+        };
+        n as usize
+    }
+}
+
+/// The attempt indices of a task's missing trials: the lowest ones from `first` on that the
+/// finished trials do not hold. A finished trial without a recorded index (a job that ran
+/// without the cache) holds the lowest free one, so with no gaps the j-th trial gets
+/// `first + j`; after a trial was removed (an infrastructure failure the optimizer reruns),
+/// its index is the one reused, never one a kept trial already measured.
+fn attempt_indices(first: u32, recorded: &[Option<u32>], missing: usize) -> Vec<u32> {
+    let used: std::collections::BTreeSet<u32> = recorded.iter().flatten().copied().collect();
+    let unrecorded = recorded.iter().filter(|r| r.is_none()).count();
+    (first..)
+        .filter(|i| !used.contains(i))
+        .skip(unrecorded)
+        .take(missing)
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -232,9 +314,7 @@ pub async fn run_job(
             dir: job_dir.clone(),
             diff: format!("{}: {e}", config_path.display()),
         })?;
-        let mut old_cmp = old.clone();
-        old_cmp.n_concurrent = config.n_concurrent;
-        if old_cmp != *config {
+        if old.identity() != config.identity() {
             return Err(JobError::ConfigMismatch {
                 name: config.job_name.clone(),
                 dir: job_dir.clone(),
@@ -264,17 +344,45 @@ pub async fn run_job(
         }
     }
 
-    // What is left to run: the task's target, minus those already finished.
-    let mut todo: Vec<Arc<Task>> = Vec::new();
+    // What is left to run: each task's target, minus its trials already finished; with the
+    // cache, each with its attempt index and the image the key names.
+    let mut todo: Vec<Todo> = Vec::new();
     for task in &dataset.tasks {
-        let have = done.iter().filter(|r| r.task_name == task.name).count();
-        let target = if config.task_attempts.is_empty() {
-            config.n_attempts
-        } else {
-            config.task_attempts.get(&task.name).copied().unwrap_or(0)
-        };
-        for _ in have..target as usize {
-            todo.push(Arc::new(task.clone()));
+        let recorded: Vec<Option<u32>> = done
+            .iter()
+            .filter(|r| r.task_name == task.name)
+            .map(|r| r.attempt_index)
+            .collect();
+        let missing = config.target(&task.name).saturating_sub(recorded.len());
+        if missing == 0 {
+            continue;
+        }
+        let task = Arc::new(task.clone());
+        match &config.cache {
+            None => todo.extend((0..missing).map(|_| Todo {
+                task: task.clone(),
+                cache: None,
+            })),
+            Some(jc) => {
+                let first = jc.first_attempt.get(&task.name).copied().unwrap_or(0);
+                let image_id = image_key(backend.as_ref(), &task, config.force_build).await;
+                for attempt in attempt_indices(first, &recorded, missing) {
+                    todo.push(Todo {
+                        task: task.clone(),
+                        cache: Some((
+                            jc.cache.clone(),
+                            CacheKey {
+                                harness_tree: jc.harness_tree.clone(),
+                                model_key: jc.model_key.clone(),
+                                task_name: task.name.clone(),
+                                task_checksum: task.checksum(),
+                                image_id: image_id.clone(),
+                                attempt,
+                            },
+                        )),
+                    });
+                }
+            }
         }
     }
     let total = done.len() + todo.len();
@@ -331,7 +439,7 @@ pub async fn run_job(
     let semaphore = Arc::new(tokio::sync::Semaphore::new(config.n_concurrent.max(1)));
     let mut set = tokio::task::JoinSet::new();
     let job_id = live.lock().map(|l| l.result.id.clone()).unwrap_or_default();
-    for task in todo {
+    for Todo { task, cache } in todo {
         let semaphore = semaphore.clone();
         let backend = backend.clone();
         let agent = agent.clone();
@@ -344,7 +452,45 @@ pub async fn run_job(
         let source = dataset.name.clone();
         let job_id = job_id.clone();
         set.spawn(async move {
-            let Ok(_permit) = semaphore.acquire_owned().await else {
+            if cancel.is_cancelled() {
+                return;
+            }
+            let name = trial_name(&task.name);
+            // A hit is copied, not run: it needs no sandbox, so it does not wait for a slot.
+            if let Some((trial_cache, key)) = &cache {
+                let restore = Restore {
+                    cache: trial_cache.clone(),
+                    key: key.clone(),
+                    trial_dir: job.trial(&name).path().to_path_buf(),
+                    trial_name: name.clone(),
+                    task_dir: task.dir.clone(),
+                    source: source.clone(),
+                    config: trial_config_json(&config, &task, &name, job.path(), &job_id),
+                };
+                let restored = tokio::task::spawn_blocking(move || restore.run()).await;
+                match restored {
+                    Ok(Ok(Some(result))) => {
+                        observer.trial_started(&name, &task.name);
+                        log.line(&format!(
+                            "trial {name}: cache hit (attempt {}, key {}), copied from {}",
+                            key.attempt,
+                            &key.digest()[..12],
+                            result.cached_from.as_deref().unwrap_or("?")
+                        ));
+                        if let Ok(mut l) = live.lock() {
+                            l.pending = l.pending.saturating_sub(1);
+                            l.trials.push(result.clone());
+                        }
+                        write_job_result(&job, &live, &config, false);
+                        observer.trial_finished(&result);
+                        return;
+                    }
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => log.line(&format!("trial {name}: cache hit not restored: {e}")),
+                    Err(e) => log.line(&format!("trial {name}: cache restore failed: {e}")),
+                }
+            }
+            let Ok(permit) = semaphore.acquire_owned().await else {
                 return;
             };
             if cancel.is_cancelled() {
@@ -354,7 +500,6 @@ pub async fn run_job(
                 l.pending = l.pending.saturating_sub(1);
                 l.running += 1;
             }
-            let name = trial_name(&task.name);
             let spec = TrialSpec {
                 trial_dir: job.trial(&name).path().to_path_buf(),
                 trial_name: name.clone(),
@@ -364,6 +509,7 @@ pub async fn run_job(
                 disable_verification: config.disable_verification,
                 config: trial_config_json(&config, &task, &name, job.path(), &job_id),
                 labels: BTreeMap::from([(JOB_LABEL.to_owned(), job_id)]),
+                attempt_index: cache.as_ref().map(|(_, k)| k.attempt),
                 task,
             };
             observer.trial_started(&name, &spec.task.name);
@@ -404,6 +550,28 @@ pub async fn run_job(
                     .unwrap_or_else(|| "none".to_owned()),
                 result.exception_type().unwrap_or("none")
             ));
+            drop(permit);
+            if let Some((trial_cache, mut key)) = cache
+                && crate::cache::qualifies(&result)
+            {
+                // A prebuilt image may have been pulled by this very trial: name it now.
+                key.image_id = image_key(backend.as_ref(), &spec.task, config.force_build).await;
+                let (dir, r) = (spec.trial_dir.clone(), result.clone());
+                let stored = tokio::task::spawn_blocking(move || {
+                    trial_cache.store(&key, &dir, &r).map(|s| (s, key))
+                })
+                .await;
+                match stored {
+                    Ok(Ok((true, key))) => log.line(&format!(
+                        "trial {name}: stored in the cache (attempt {}, key {})",
+                        key.attempt,
+                        &key.digest()[..12]
+                    )),
+                    Ok(Ok((false, _))) => {}
+                    Ok(Err(e)) => log.line(&format!("trial {name}: not stored in the cache: {e}")),
+                    Err(e) => log.line(&format!("trial {name}: cache store failed: {e}")),
+                }
+            }
             if let Ok(mut l) = live.lock() {
                 l.running = l.running.saturating_sub(1);
                 l.trials.push(result.clone());
@@ -448,6 +616,93 @@ pub async fn run_job(
         invalid_tasks: dataset.invalid,
         cancelled,
     })
+}
+
+/// A trial still to run, and its cache and key when the job uses the cache.
+struct Todo {
+    task: Arc<Task>,
+    cache: Option<(Arc<TrialCache>, CacheKey)>,
+}
+
+/// The image part of a cache key: the backend's kind and what it names the task's image.
+async fn image_key(backend: &dyn Backend, task: &Task, force_build: bool) -> String {
+    let id = backend.image_id(&image_spec(task, force_build)).await;
+    format!("{}:{}", backend.kind(), id.unwrap_or_default())
+}
+
+/// Copying a cache hit into the job: what the copy's `result.json` must say about its new
+/// place.
+struct Restore {
+    cache: Arc<TrialCache>,
+    key: CacheKey,
+    trial_dir: PathBuf,
+    trial_name: String,
+    task_dir: PathBuf,
+    source: Option<String>,
+    config: serde_json::Value,
+}
+
+impl Restore {
+    /// The restored trial's result on a hit, `None` on a miss. A failed copy is removed
+    /// (an error: the trial then runs).
+    fn run(self) -> Result<Option<TrialResult>, crate::cache::CacheError> {
+        let Some(hit) = self.cache.lookup(&self.key) else {
+            return Ok(None);
+        };
+        let copied = self.copy(&hit);
+        if copied.is_err() {
+            let _ = std::fs::remove_dir_all(&self.trial_dir);
+        }
+        copied.map(Some)
+    }
+
+    fn copy(&self, hit: &CachedTrial) -> Result<TrialResult, crate::cache::CacheError> {
+        let io = |what: &str, p: &Path| {
+            let context = format!("{what} {}", p.display());
+            move |source| crate::cache::CacheError::Io { context, source }
+        };
+        hit.restore(&self.trial_dir)?;
+        let trial = autoagent_harbor::TrialDir::new(&self.trial_dir);
+        let mut r = hit.result.clone();
+        r.id = uuid::Uuid::new_v4().to_string();
+        r.trial_name = self.trial_name.clone();
+        r.trial_uri = format!("file://{}", self.trial_dir.display());
+        r.task_id = autoagent_harbor::result::TaskId {
+            path: self.task_dir.display().to_string(),
+        };
+        r.source = self.source.clone();
+        r.config = self.config.clone();
+        r.cached_from = Some(hit.info.trial_path.display().to_string());
+        r.cached_cost_usd = hit.info.cost_usd;
+        // A hit is not paid again: the job's and the optimizer's spend add 0 for it.
+        if let Some(a) = r.agent_result.as_mut() {
+            a.cost_usd = Some(0.0);
+        }
+        r.attempt_index = Some(self.key.attempt);
+        let bytes = serde_json::to_vec_pretty(&self.config).unwrap_or_default();
+        std::fs::write(trial.config_path(), bytes).map_err(io("writing", &trial.config_path()))?;
+        {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(trial.log_path())
+                .map_err(io("opening", &trial.log_path()))?;
+            let _ = writeln!(
+                f,
+                "{} restored from the trial cache (entry {}) as {}; measured by {}",
+                chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                hit.info.key,
+                self.trial_name,
+                hit.info.trial_path.display()
+            );
+        }
+        // Last: a trial dir without result.json is unfinished, and resume removes it.
+        trial
+            .write_result(&r)
+            .map_err(io("writing", &trial.result_path()))?;
+        Ok(r)
+    }
 }
 
 /// The `config` recorded in each trial's `config.json` and `result.json`, in Harbor's shape.
@@ -593,6 +848,8 @@ pub(crate) fn compute_stats(
         } else {
             autoagent_harbor::cost::sum(reported.iter().map(|a| a.cost_usd))
         },
+        n_cached_trials: Some(trials.iter().filter(|t| t.is_cached()).count() as u64)
+            .filter(|&n| n > 0),
     }
 }
 
@@ -607,5 +864,41 @@ mod tests {
         assert_eq!(prefix, "a-very-long-task-name-that-goes");
         assert_eq!(suffix.len(), 7);
         assert!(trial_name("x_-").starts_with("x__"));
+    }
+
+    #[test]
+    fn attempt_indices_fill_the_lowest_free_ones() {
+        assert_eq!(attempt_indices(0, &[], 3), [0, 1, 2]);
+        assert_eq!(attempt_indices(5, &[], 2), [5, 6]);
+        // The j-th trial gets first + j, however the earlier ones were recorded.
+        assert_eq!(attempt_indices(0, &[Some(0), Some(1)], 2), [2, 3]);
+        assert_eq!(attempt_indices(0, &[None, None], 1), [2]);
+        assert_eq!(attempt_indices(0, &[Some(1), None], 1), [2]);
+        // A removed trial's index is reused, never a kept one's.
+        assert_eq!(attempt_indices(0, &[Some(1)], 1), [0]);
+        assert_eq!(attempt_indices(3, &[Some(4)], 2), [3, 5]);
+        assert!(attempt_indices(0, &[Some(0)], 0).is_empty());
+    }
+
+    #[test]
+    fn targets_and_identity() {
+        let mut c = JobConfig {
+            n_attempts: 3,
+            ..JobConfig::default()
+        };
+        assert_eq!(c.target("a"), 3);
+        c.task_attempts = BTreeMap::from([("a".to_owned(), 2)]);
+        assert_eq!(c.target("a"), 2);
+        assert_eq!(
+            c.target("b"),
+            0,
+            "a task absent from task_attempts gets none"
+        );
+        let mut d = c.clone();
+        d.task_attempts.clear();
+        d.n_concurrent = 9;
+        assert_eq!(c.identity(), d.identity());
+        d.n_attempts = 4;
+        assert_ne!(c.identity(), d.identity());
     }
 }

@@ -35,6 +35,23 @@ pub(crate) struct TrialSpec {
     pub config: serde_json::Value,
     /// Labels for the sandbox (job id), to find leftovers.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The trial's attempt index, recorded in `result.json` when the job uses the cache.
+    pub attempt_index: Option<u32>,
+}
+
+/// The part of a task's environment spec that names its image: what
+/// [`Backend::image_id`] needs for the cache key, and what `start` builds on.
+pub(crate) fn image_spec(task: &Task, force_build: bool) -> EnvironmentSpec {
+    EnvironmentSpec {
+        name: task.name.clone(),
+        build_context: task
+            .environment_dir()
+            .is_dir()
+            .then(|| task.environment_dir()),
+        docker_image: task.config.environment.docker_image.clone(),
+        force_build,
+        ..EnvironmentSpec::default()
+    }
 }
 
 /// A trial-level failure: the exception type and its message.
@@ -136,6 +153,9 @@ pub(crate) async fn run_trial(
         agent_execution: None,
         verifier: None,
         step_results: None,
+        cached_from: None,
+        cached_cost_usd: None,
+        attempt_index: spec.attempt_index,
     };
     let _ = std::fs::create_dir_all(trial_dir.path());
     let log = TrialLog::open(&trial_dir.log_path());
@@ -253,13 +273,6 @@ async fn run_phases(
     // 1. Environment.
     let mut setup = TimingInfo::start();
     let env_spec = EnvironmentSpec {
-        name: task.name.clone(),
-        build_context: task
-            .environment_dir()
-            .is_dir()
-            .then(|| task.environment_dir()),
-        docker_image: cfg.environment.docker_image.clone(),
-        force_build: spec.force_build,
         cpus: cfg.environment.cpus,
         memory_mb: cfg.environment.memory_mb,
         network: cfg.environment.network_mode != autoagent_harbor::config::NetworkMode::NoNetwork
@@ -286,6 +299,7 @@ async fn run_phases(
             .collect(),
         labels: spec.labels.clone(),
         start_timeout: scaled(Some(cfg.environment.build_timeout_sec), m),
+        ..image_spec(task, spec.force_build)
     };
     log.line(&format!("starting the {} environment", backend.kind()));
     result.environment_setup = Some(setup.clone());

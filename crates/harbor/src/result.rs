@@ -98,6 +98,19 @@ pub struct TrialResult {
     pub agent_execution: Option<TimingInfo>,
     pub verifier: Option<TimingInfo>,
     pub step_results: Option<serde_json::Value>,
+    /// Not Harbor's: set on a trial restored from autoagent's trial cache, to the trial dir
+    /// whose measurement it copies. Absent (and not written) for a trial that ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_from: Option<String>,
+    /// Not Harbor's: what the original run of a cached trial cost (`agent_result.cost_usd` of
+    /// the copy is 0: a hit is not paid again). Absent when the trial ran, or when the
+    /// original cost was unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_cost_usd: Option<f64>,
+    /// Not Harbor's: the trial's attempt index within its task, recorded only by jobs that use
+    /// the trial cache (it is part of the cache key). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_index: Option<u32>,
 }
 
 impl TrialResult {
@@ -127,6 +140,10 @@ impl TrialResult {
         self.exception()
             .is_some_and(ExceptionType::is_infrastructure)
     }
+    /// Whether the trial was restored from the trial cache instead of run.
+    pub fn is_cached(&self) -> bool {
+        self.cached_from.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -152,6 +169,14 @@ pub struct JobStats {
     pub n_cache_tokens: Option<u64>,
     pub n_output_tokens: Option<u64>,
     pub cost_usd: Option<f64>,
+    /// Not Harbor's: how many of the completed trials were restored from the trial cache.
+    /// Omitted when none were, so a job without the cache writes Harbor's shape.
+    #[serde(default, skip_serializing_if = "is_none_or_zero")]
+    pub n_cached_trials: Option<u64>,
+}
+
+fn is_none_or_zero(n: &Option<u64>) -> bool {
+    n.is_none_or(|n| n == 0)
 }
 
 /// The job's `result.json` (without `trial_results`, as Harbor writes it).

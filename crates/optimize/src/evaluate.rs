@@ -44,6 +44,29 @@ pub struct Evaluator {
     pub max_retries: u32,
     pub timeout_multiplier: f64,
     pub observer: Arc<dyn JobObserver>,
+    /// The workspace's trial cache; `None` with `--no-cache`.
+    pub cache: Option<Arc<autoagent_eval::TrialCache>>,
+}
+
+/// What of the task model changes a trial's behaviour, as one string of the trial cache's key:
+/// the model, its endpoint and sampling (the harness's own settings are in its tree hash), and
+/// for a scripted model the script's content.
+pub fn model_key(m: &ModelConfig) -> String {
+    use sha2::Digest as _;
+    let script = m
+        .model
+        .strip_prefix("scripted/")
+        .and_then(|p| std::fs::read(p).ok())
+        .map(|b| format!("{:x}", sha2::Sha256::digest(&b)))
+        .unwrap_or_default();
+    format!(
+        "{}|{}|{}|{:?}|{:?}|{script}",
+        m.model,
+        m.base_url.as_deref().unwrap_or(""),
+        m.max_tokens,
+        m.temperature,
+        m.reasoning_effort
+    )
 }
 
 /// `*`, `?` and `[` are glob syntax: task names are matched literally.
@@ -75,6 +98,7 @@ impl Evaluator {
             tasks,
             attempts,
             BTreeMap::new(),
+            BTreeMap::new(),
             cancel,
         )
         .await
@@ -83,7 +107,9 @@ impl Evaluator {
     /// Brings job `name` to `targets` finished trials per task (a task absent from it gets
     /// none), running only what is missing: a comparison's job grows look by look. `tasks` is
     /// every task the job may ever hold (part of the job's identity); the summary covers the
-    /// whole job.
+    /// whole job. `first_attempt` is where each task's attempt indices start in this job (the
+    /// trial cache's key): the attempts its tree already has in other jobs.
+    #[allow(clippy::too_many_arguments)]
     pub async fn evaluate_to(
         &self,
         name: &str,
@@ -91,10 +117,20 @@ impl Evaluator {
         commit: &str,
         tasks: &BTreeSet<String>,
         targets: &BTreeMap<String, u32>,
+        first_attempt: BTreeMap<String, u32>,
         cancel: CancellationToken,
     ) -> Result<EvalSummary, String> {
-        self.run(name, harness_dir, commit, tasks, 0, targets.clone(), cancel)
-            .await
+        self.run(
+            name,
+            harness_dir,
+            commit,
+            tasks,
+            0,
+            targets.clone(),
+            first_attempt,
+            cancel,
+        )
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -106,8 +142,18 @@ impl Evaluator {
         tasks: &BTreeSet<String>,
         attempts: u32,
         task_attempts: BTreeMap<String, u32>,
+        first_attempt: BTreeMap<String, u32>,
         cancel: CancellationToken,
     ) -> Result<EvalSummary, String> {
+        let cache = match &self.cache {
+            None => None,
+            Some(c) => Some(autoagent_eval::JobCache {
+                cache: c.clone(),
+                harness_tree: autoagent_eval::tree_hash(harness_dir).map_err(|e| e.to_string())?,
+                model_key: model_key(&self.model),
+                first_attempt,
+            }),
+        };
         let harness = Harness::load(harness_dir).map_err(|e| e.to_string())?;
         let agent = Arc::new(HarnessAgent::new(
             Arc::new(harness),
@@ -131,6 +177,7 @@ impl Evaluator {
             disable_verification: false,
             n_concurrent: self.concurrency,
             task_attempts,
+            cache,
         };
         // Infrastructure failures that outlived the trial's own retries: the trial is removed
         // and the job resumed, twice at most, so an outage does not become a score.

@@ -51,7 +51,7 @@ impl JobAttempts {
         };
         for t in job.trial_results() {
             *out.finished.entry(t.task_name.clone()).or_default() += 1;
-            let cached = CACHED_PLACEHOLDER(&t);
+            let cached = t.cached_from.is_some();
             if cached {
                 out.cached += 1;
             } else {
@@ -194,9 +194,4 @@ impl History {
             .map(|(_, _, _, a)| a.ran)
             .sum()
     }
-}
-
-#[allow(non_snake_case)]
-fn CACHED_PLACEHOLDER(_t: &autoagent_harbor::TrialResult) -> bool {
-    false
 }

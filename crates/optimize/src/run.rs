@@ -47,6 +47,9 @@ pub struct Options {
     pub meta_model: ModelConfig,
     pub env: EnvSource,
     pub backend: Arc<dyn Backend>,
+    /// `--no-cache`: run every trial even when the workspace's trial cache
+    /// (`Workspace::cache_dir`) holds the same measurement; nothing is reused or stored.
+    pub no_cache: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,13 +143,15 @@ impl Ctx<'_> {
         Ok(dir)
     }
 
-    /// Brings job `job` of `commit`'s tree (at `dir`) to `targets`.
+    /// Brings job `job` of `commit`'s tree (at `dir`) to `targets`; `first_attempt` as in
+    /// [`Evaluator::evaluate_to`].
     async fn evaluate_to(
         &self,
         job: &str,
         dir: &std::path::Path,
         commit: &str,
         targets: &BTreeMap<String, u32>,
+        first_attempt: BTreeMap<String, u32>,
     ) -> Result<EvalSummary, OptimizeError> {
         self.evaluator
             .evaluate_to(
@@ -155,6 +160,7 @@ impl Ctx<'_> {
                 commit,
                 &self.split.train.name_set(),
                 targets,
+                first_attempt,
                 self.cancel.clone(),
             )
             .await
@@ -301,6 +307,14 @@ pub async fn optimize(
         max_retries: ws.config.eval.max_retries,
         timeout_multiplier: ws.config.eval.timeout_multiplier,
         observer: reporter.job_observer(),
+        cache: if opts.no_cache {
+            None
+        } else {
+            Some(Arc::new(
+                autoagent_eval::TrialCache::open(&ws.cache_dir())
+                    .map_err(|e| OptimizeError::Setup(e.to_string()))?,
+            ))
+        },
     });
     let ctx = Ctx {
         ws,
@@ -398,6 +412,7 @@ async fn baseline(ctx: &Ctx<'_>, ledger: &mut Ledger) -> Result<(), OptimizeErro
             &ctx.ws.harness_dir(),
             &head,
             &targets,
+            BTreeMap::new(),
         )
         .await?;
     let holdout = ctx.evaluate_holdout(id, &head).await?;
@@ -991,6 +1006,7 @@ async fn compare(
                 &ctx.ws.harness_dir(),
                 commit,
                 &targets.candidate,
+                BTreeMap::new(),
             )
             .await?;
         }
@@ -1001,6 +1017,7 @@ async fn compare(
                 &dir,
                 &inc.commit,
                 &targets.incumbent,
+                history.attempts_of(&inc.commit, (id, JobKind::Incumbent)),
             )
             .await?;
         }

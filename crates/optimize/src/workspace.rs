@@ -67,6 +67,10 @@ impl Workspace {
     pub fn state_dir(&self) -> PathBuf {
         self.root.join(".autoagent")
     }
+    /// The trial cache (`autoagent_eval::TrialCache`): `.autoagent/cache`.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.state_dir().join("cache")
+    }
     pub fn stop_file(&self) -> PathBuf {
         self.root.join("STOP")
     }

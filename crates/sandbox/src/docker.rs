@@ -384,6 +384,24 @@ impl Backend for DockerBackend {
         }
     }
 
+    /// A prebuilt `docker_image` (used unless `force_build` with a Dockerfile): its local image
+    /// id, `None` while it is not pulled yet. A Dockerfile build: the content-hashed tag
+    /// [`DockerBackend::image_tag`], which names the build without running it (a rebuild of
+    /// the same context keeps the tag). A compose task: `None`, its services are not one image.
+    async fn image_id(&self, spec: &EnvironmentSpec) -> Option<String> {
+        let context = spec.build_context.as_deref();
+        if context.is_some_and(|c| compose::compose_file(c).is_some()) {
+            return None;
+        }
+        let dockerfile = context.filter(|c| c.join("Dockerfile").is_file());
+        if let Some(image) = &spec.docker_image
+            && (!spec.force_build || dockerfile.is_none())
+        {
+            return self.docker.inspect_image(image).await.ok()?.id;
+        }
+        Self::image_tag(dockerfile?).ok()
+    }
+
     async fn remove_labelled(&self, key: &str, value: &str) -> usize {
         let filters = HashMap::from([("label".to_owned(), vec![format!("{key}={value}")])]);
         let opts = bollard::query_parameters::ListContainersOptionsBuilder::default()

@@ -181,6 +181,11 @@ pub trait Backend: Send + Sync {
     async fn remove_labelled(&self, _key: &str, _value: &str) -> usize {
         0
     }
+    /// Names the image `start` would run for `spec`, when that is cheap to know without
+    /// building or pulling anything (a trial cache keys on it). `None`: not known here.
+    async fn image_id(&self, _spec: &EnvironmentSpec) -> Option<String> {
+        None
+    }
 }
 
 /// A sha256 (hex) of a directory's content: every file's relative path, mode and bytes (a

@@ -1,3 +1,4 @@
+mod cache;
 mod eval;
 mod optimize;
 mod real_server;

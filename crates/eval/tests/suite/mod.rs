@@ -1,3 +1,4 @@
+mod cache;
 mod examples;
 mod harness;
 mod resume;

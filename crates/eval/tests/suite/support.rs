@@ -32,6 +32,7 @@ pub fn config(jobs_dir: &Path, name: &str, agent: &str) -> JobConfig {
         disable_verification: false,
         n_concurrent: 4,
         task_attempts: Default::default(),
+        cache: None,
     }
 }
 

@@ -150,6 +150,8 @@ async fn the_forecast_stops_the_loop_before_the_budget_is_overrun() {
     let budget = 0.12;
     let mut ws = coin_workspace(&root, "policy = \"sequential\"", "").await;
     ws.config.optimize.budget_usd = Some(budget);
+    // A holdout task too: its evaluation of a would-be keep is part of the forecast.
+    ws.config.optimize.holdout = autoagent_settings::Holdout::Tasks(vec!["coin-5".into()]);
     let lines = Lines::default();
     let r = optimize(
         &ws,

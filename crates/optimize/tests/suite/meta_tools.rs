@@ -93,6 +93,7 @@ fn fixture() -> Fixture {
         max_retries: 0,
         timeout_multiplier: 1.0,
         observer: Arc::new(Silent),
+        cache: None,
     });
     // The tools are built from the train side of the split: the holdout task is not in it.
     let tasks = [

@@ -51,6 +51,7 @@ pub fn options(backend: Arc<dyn Backend>, task: &Path, meta: &str) -> Options {
         },
         env: EnvSource::from_vars(Vec::<(String, String)>::new()),
         backend,
+        no_cache: false,
     }
 }
 

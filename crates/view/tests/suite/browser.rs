@@ -222,6 +222,7 @@ async fn the_dashboard_follows_a_real_run_in_a_browser() {
         },
         env: EnvSource::from_vars(Vec::<(String, String)>::new()),
         backend: Arc::new(docker),
+        no_cache: false,
     };
     let log = || std::fs::read_to_string(root.join(".autoagent/optimize.log")).unwrap_or_default();
     let r = autoagent_optimize::optimize(&ws, &opts, &Quiet, CancellationToken::new()).await;
