@@ -339,7 +339,11 @@ fn sequential_killed_at_every_look_then_resumed_loses_and_double_counts_nothing(
         "killed in look(s) {:?}",
         kills.iter().map(|(l, _)| l + 1).collect::<Vec<_>>()
     );
-    assert!(kills.len() >= 2, "fewer than two looks were killed\n{}", log());
+    assert!(
+        kills.len() >= 2,
+        "fewer than two looks were killed\n{}",
+        log()
+    );
 
     // Resumed to the end.
     let run = autoagent(
