@@ -6,6 +6,7 @@
 pub mod atif;
 pub mod config;
 pub mod cost;
+pub mod dirhash;
 pub mod exception;
 pub mod fs;
 pub mod layout;

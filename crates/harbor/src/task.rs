@@ -3,7 +3,6 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 
 use crate::config::TaskConfig;
 
@@ -145,28 +144,9 @@ impl Task {
         })
     }
 
-    /// A sha256 over the task's files (relative path and content, in sorted order).
-    /// Used as `task_checksum`; Harbor's `dirhash` value is not reproduced bit for bit.
+    /// Harbor's `task_checksum` ([`crate::dirhash`]): the same value Harbor writes for this task.
     pub fn checksum(&self) -> String {
-        let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&self.dir)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_file())
-            .map(|e| e.into_path())
-            .collect();
-        files.sort();
-        let mut h = Sha256::new();
-        for f in files {
-            let rel = f.strip_prefix(&self.dir).unwrap_or(&f);
-            h.update(rel.to_string_lossy().as_bytes());
-            h.update([0]);
-            if let Ok(bytes) = std::fs::read(&f) {
-                h.update(&bytes);
-            }
-            h.update([0]);
-        }
-        hex(&h.finalize())
+        crate::dirhash::task_checksum(&self.dir).unwrap_or_default()
     }
 }
 
