@@ -6,6 +6,8 @@ pub mod agent;
 pub mod cache;
 mod harness_agent;
 pub mod job;
+pub mod lock;
+pub mod registry;
 mod trial;
 
 pub use agent::{AgentError, NopAgent, OracleAgent, TrialAgent, TrialContext};

@@ -51,7 +51,12 @@ pub fn has_ignore_patterns(dir: &Path) -> bool {
 /// `*~`). A task's own `.gitignore` replaces those defaults in Harbor; it is not read here.
 pub fn content_digest(dir: &Path) -> String {
     let mut files: Vec<(String, std::path::PathBuf)> = Vec::new();
-    for single in ["task.toml", "instruction.md", "README.md", "trajectory.json"] {
+    for single in [
+        "task.toml",
+        "instruction.md",
+        "README.md",
+        "trajectory.json",
+    ] {
         let p = dir.join(single);
         if p.is_file() {
             files.push((single.to_owned(), p));
@@ -85,7 +90,9 @@ fn default_ignored(rel: &str) -> bool {
     rel.split('/').any(|part| part == "__pycache__")
         || name == IGNORE_FILE
         || name == ".DS_Store"
-        || [".pyc", ".swp", ".swo", "~"].iter().any(|s| name.ends_with(s))
+        || [".pyc", ".swp", ".swo", "~"]
+            .iter()
+            .any(|s| name.ends_with(s))
 }
 
 /// Links are followed, as `dirhash` does; a cycle ends at this depth rather than recursing

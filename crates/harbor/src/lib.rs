@@ -10,6 +10,7 @@ pub mod dirhash;
 pub mod exception;
 pub mod fs;
 pub mod layout;
+pub mod registry;
 pub mod result;
 pub mod task;
 pub mod text;
