@@ -85,6 +85,12 @@ async fn docker_hosts(hosts: &[DockerHostEntry]) -> anyhow::Result<Arc<dyn Backe
         let host = h
             .check()
             .map_err(|e| anyhow::anyhow!("--docker-host: {e}"))?;
+        if !host.is_local() {
+            // The trial's log dirs are bind mounts of this machine's paths.
+            eprintln!(
+                "note: docker host {host} is not on this machine: the jobs dir must be at the same path there (a shared file system)"
+            );
+        }
         specs.push(HostSpec {
             host,
             slots: h.slots,
