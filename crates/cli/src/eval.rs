@@ -73,6 +73,8 @@ pub struct EvalArgs {
     /// `[eval].max_retries` of ./autoagent.toml, else 0.
     #[arg(short = 'r', long)]
     pub max_retries: Option<u32>,
+    #[command(flatten)]
+    pub docker_hosts: crate::sandbox::DockerHostArgs,
     /// Rebuild task images even when cached or prebuilt.
     #[arg(long)]
     pub force_build: bool,
@@ -98,6 +100,7 @@ impl EvalArgs {
             sandbox: self.sandbox.map(|s| s.as_str().to_owned()),
             max_retries: self.max_retries,
             timeout_multiplier: self.timeout_multiplier,
+            docker_hosts: self.docker_hosts.docker_hosts.clone(),
         }
     }
 }
@@ -166,7 +169,11 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             autoagent_eval::registry::materialize(&reg, spec, &cache).await?
         }
     };
-    let backend = backend(SandboxKind::from_config(settings.sandbox.as_deref())).await?;
+    let backend = backend(
+        SandboxKind::from_config(settings.sandbox.as_deref()),
+        &settings.docker_hosts,
+    )
+    .await?;
     let config = JobConfig {
         job_name: args.job_name.clone().unwrap_or_else(|| {
             chrono::Local::now()

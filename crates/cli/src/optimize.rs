@@ -72,6 +72,8 @@ pub struct OptimizeArgs {
     /// `docker` or `local`.
     #[arg(long, value_enum)]
     pub sandbox: Option<SandboxKind>,
+    #[command(flatten)]
+    pub docker_hosts: crate::sandbox::DockerHostArgs,
     /// Run every trial, reusing none from the trial cache (`.autoagent/cache`).
     #[arg(long)]
     pub no_cache: bool,
@@ -134,6 +136,7 @@ impl OptimizeArgs {
             concurrency: self.concurrency,
             attempts: self.attempts,
             sandbox: self.sandbox.map(|s| s.as_str().to_owned()),
+            docker_hosts: self.docker_hosts.docker_hosts.clone(),
             ..EvalFlags::default()
         }
     }
@@ -150,6 +153,7 @@ pub async fn run(args: OptimizeArgs) -> anyhow::Result<ExitCode> {
     c.eval.concurrency = eval.concurrency;
     c.eval.attempts = eval.attempts;
     c.eval.sandbox = eval.sandbox;
+    c.sandbox.docker_hosts = eval.docker_hosts;
     if let Some(p) = args.accept {
         c.accept.policy = p.kind();
     }
@@ -181,7 +185,11 @@ pub async fn run(args: OptimizeArgs) -> anyhow::Result<ExitCode> {
     let harness = crate::harness::load(&ws.harness_dir())?;
     let models =
         crate::settings::models(&args.model_flags(), &env, Some(&ws.config), Some(&harness))?;
-    let backend = backend(SandboxKind::from_config(ws.config.eval.sandbox.as_deref())).await?;
+    let backend = backend(
+        SandboxKind::from_config(ws.config.eval.sandbox.as_deref()),
+        &ws.config.sandbox.docker_hosts,
+    )
+    .await?;
     let opts = Options {
         task_model: models.task,
         meta_model: models.meta,

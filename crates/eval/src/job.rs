@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use autoagent_harbor::exception::ExceptionType;
 use autoagent_harbor::layout::sort_trials;
 use autoagent_harbor::result::{
     EvalStats, JobResult, JobStats, evals_key, mean_metric, pass_at_k, python_number_str,
@@ -23,7 +24,12 @@ use crate::cache::{CacheKey, CachedTrial, TrialCache};
 use crate::trial::{TrialSpec, image_spec, run_trial};
 
 /// The sandbox label that carries the job's id.
-pub(crate) const JOB_LABEL: &str = "autoagent.job";
+pub const JOB_LABEL: &str = "autoagent.job";
+
+/// Reruns of one trial after its host was lost (`SandboxHostLostError`), on top of
+/// `max_retries`: a lost host is no fault of the trial's, but a host that keeps coming back and
+/// failing must not hold a trial forever.
+const MAX_HOST_LOST_RETRIES: u32 = 5;
 
 /// What a job is: written to `<job>/config.json`; a resumed job must match it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,6 +190,8 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> JobError
 pub trait JobObserver: Send + Sync {
     fn job_started(&self, _total: usize, _already_done: usize) {}
     fn trial_started(&self, _trial_name: &str, _task: &str) {}
+    /// The trial's sandbox is up on `host` (backends with hosts only; again on each retry).
+    fn trial_host(&self, _trial_name: &str, _host: &str) {}
     fn trial_retrying(&self, _trial_name: &str, _exception: &str, _attempt: u32) {}
     fn trial_finished(&self, _result: &TrialResult) {}
 }
@@ -531,23 +539,53 @@ pub async fn run_job(
             observer.trial_started(&name, &spec.task.name);
             log.line(&format!("trial {name} started"));
             let mut attempt = 0;
+            let mut host_lost = 0;
+            let host: Mutex<Option<String>> = Mutex::new(None);
+            let on_host = |h: &str| {
+                log.line(&format!("trial {name} on host {h}"));
+                observer.trial_host(&name, h);
+                if let Ok(mut slot) = host.lock() {
+                    *slot = Some(h.to_owned());
+                }
+            };
             let result = loop {
                 let r = tokio::select! {
-                    r = run_trial(&spec, backend.as_ref(), agent.as_ref()) => r,
+                    r = run_trial(&spec, backend.as_ref(), agent.as_ref(), &on_host) => r,
                     () = cancel.cancelled() => return,
                 };
+                let kind = r.exception_type().unwrap_or_default().to_owned();
+                let on = host
+                    .lock()
+                    .ok()
+                    .and_then(|h| h.clone())
+                    .map(|h| format!(" on host {h}"))
+                    .unwrap_or_default();
+                if r.exception() == Some(&ExceptionType::SandboxHostLostError)
+                    && host_lost < MAX_HOST_LOST_RETRIES
+                {
+                    // Not the trial's fault: rerun at once elsewhere, outside max_retries.
+                    host_lost += 1;
+                    log.line(&format!(
+                        "trial {name}: {kind}{on}; rerun on another host ({host_lost}/{MAX_HOST_LOST_RETRIES}, not counted in max_retries)"
+                    ));
+                    observer.trial_retrying(&name, &kind, attempt + host_lost);
+                    if let Ok(mut l) = live.lock() {
+                        l.result.stats.n_retries += 1;
+                    }
+                    let _ = std::fs::remove_dir_all(&spec.trial_dir);
+                    continue;
+                }
                 let retry =
                     r.exception().is_some_and(|e| e.is_retried()) && attempt < config.max_retries;
                 if !retry {
                     break r;
                 }
                 attempt += 1;
-                let kind = r.exception_type().unwrap_or_default().to_owned();
                 log.line(&format!(
-                    "trial {name}: {kind}; retry {attempt}/{}",
+                    "trial {name}: {kind}{on}; retry {attempt}/{}",
                     config.max_retries
                 ));
-                observer.trial_retrying(&name, &kind, attempt);
+                observer.trial_retrying(&name, &kind, attempt + host_lost);
                 if let Ok(mut l) = live.lock() {
                     l.result.stats.n_retries += 1;
                 }
@@ -558,8 +596,14 @@ pub async fn run_job(
                     () = cancel.cancelled() => return,
                 }
             };
+            let on = host
+                .lock()
+                .ok()
+                .and_then(|h| h.clone())
+                .map(|h| format!(" on host {h}"))
+                .unwrap_or_default();
             log.line(&format!(
-                "trial {name} finished: rewards {} exception {}",
+                "trial {name} finished{on}: rewards {} exception {}",
                 result
                     .rewards()
                     .map(|r| serde_json::to_string(r).unwrap_or_default())

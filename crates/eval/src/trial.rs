@@ -79,6 +79,7 @@ impl From<SandboxError> for Failure {
     fn from(e: SandboxError) -> Self {
         let kind = match &e {
             SandboxError::StartTimeout(_) => ExceptionType::EnvironmentStartTimeoutError,
+            SandboxError::HostLost { .. } => ExceptionType::SandboxHostLostError,
             _ => ExceptionType::RuntimeError,
         };
         Self {
@@ -120,11 +121,12 @@ fn make_dirs(trial_dir: &TrialDir) -> std::io::Result<()> {
 }
 
 /// Runs one trial to the end and writes its `result.json`. Never fails: whatever goes wrong
-/// is in `exception_info`.
+/// is in `exception_info`. `on_host` hears the host its sandbox went to, once it is up.
 pub(crate) async fn run_trial(
     spec: &TrialSpec,
     backend: &dyn Backend,
     agent: &dyn TrialAgent,
+    on_host: &(dyn Fn(&str) + Send + Sync),
 ) -> TrialResult {
     let task = &spec.task;
     let trial_dir = &TrialDir::new(&spec.trial_dir);
@@ -203,12 +205,32 @@ pub(crate) async fn run_trial(
         &mut result,
         &mut sandbox,
         &log,
+        on_host,
     )
     .await
     {
         record(&mut result, f, trial_dir, &log);
     }
     if let Some(sb) = sandbox {
+        // A host lost before the verifier's reward was read leaves no measurement, whatever
+        // the phases made of the failing calls (an agent error, a missing reward): the trial
+        // is the host's failure. A reward read before the loss stands.
+        if let Some(why) = sb.lost()
+            && result.verifier_result.is_none()
+        {
+            let host = sb.host().unwrap_or_default();
+            log.line(&format!("host {host} was lost during the trial: {why}"));
+            result.exception_info = None;
+            record(
+                &mut result,
+                Failure::new(
+                    ExceptionType::SandboxHostLostError,
+                    format!("the Docker host {host} stopped answering and was drained ({why})"),
+                ),
+                trial_dir,
+                &log,
+            );
+        }
         give_back_logs(sb.as_ref(), trial_dir).await;
         if let Err(e) = sb.destroy().await {
             log.line(&format!("destroying the sandbox: {e}"));
@@ -268,6 +290,7 @@ async fn give_back_logs(sb: &dyn Sandbox, trial_dir: &TrialDir) {
         .await;
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_phases(
     spec: &TrialSpec,
     trial_dir: &TrialDir,
@@ -276,6 +299,7 @@ async fn run_phases(
     result: &mut TrialResult,
     sandbox: &mut Option<Box<dyn Sandbox>>,
     log: &TrialLog,
+    on_host: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<(), Failure> {
     let task = &spec.task;
     let cfg = &task.config;
@@ -319,7 +343,13 @@ async fn run_phases(
     setup.finish();
     result.environment_setup = Some(setup);
     let sb = started?;
-    log.line(&format!("environment {} up", sb.id()));
+    match sb.host() {
+        Some(host) => {
+            log.line(&format!("environment {} up on host {host}", sb.id()));
+            on_host(&host);
+        }
+        None => log.line(&format!("environment {} up", sb.id())),
+    }
     for note in sb.notes() {
         log.line(&note);
         tracing::warn!("{}: {note}", spec.trial_name);

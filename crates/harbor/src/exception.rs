@@ -62,6 +62,10 @@ exception_types! {
     FileNotFoundError,
     /// The sandbox failed, or anything else went wrong (Harbor's catch-all).
     RuntimeError,
+    /// The Docker host the trial ran on stopped answering and was drained from the pool: what
+    /// the trial saw says nothing of the agent. Ours; a job reruns it on another host without
+    /// counting it against its retries.
+    SandboxHostLostError,
     /// The model provider stayed unavailable after its retries.
     ProviderUnavailableError,
     /// The account is out of credit or quota.
@@ -104,6 +108,7 @@ impl ExceptionType {
             | Self::AddTestsDirError
             | Self::FileNotFoundError
             | Self::RuntimeError
+            | Self::SandboxHostLostError
             | Self::ProviderUnavailableError
             | Self::ApiUsageLimitError
             | Self::AgentSafetyRefusalError
@@ -140,6 +145,7 @@ impl ExceptionType {
             | Self::AddTestsDirError
             | Self::FileNotFoundError
             | Self::RuntimeError
+            | Self::SandboxHostLostError
             | Self::ProviderUnavailableError
             | Self::Other(_) => true,
         }
@@ -192,6 +198,9 @@ mod tests {
         assert!(!E::RewardFileNotFoundError.is_infrastructure());
         assert!(E::RuntimeError.is_infrastructure() && E::RuntimeError.is_retried());
         assert!(E::EnvironmentStartTimeoutError.is_infrastructure());
+        assert!(
+            E::SandboxHostLostError.is_infrastructure() && E::SandboxHostLostError.is_retried()
+        );
         // A non-zero exit is the agent's, and still worth another attempt (as in Harbor).
         assert!(!E::NonZeroAgentExitCodeError.is_infrastructure());
         assert!(E::NonZeroAgentExitCodeError.is_retried());

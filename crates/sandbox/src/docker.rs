@@ -28,6 +28,9 @@ use crate::{
 };
 
 pub mod compose;
+pub mod host;
+
+pub use host::{DockerHost, HostUrlError};
 
 /// Label put on every container we start, so that leftovers can be found.
 pub const LABEL: &str = "autoagent.sandbox";
@@ -43,6 +46,14 @@ pub struct DockerBackend {
 }
 
 struct Inner {
+    /// The daemon's address, as given (or `$DOCKER_HOST`, or the default socket).
+    host: DockerHost,
+    /// What `docker compose` gets as `DOCKER_HOST`; `None` leaves the CLI's own environment.
+    cli_host: Option<String>,
+    /// The daemon's CPU count (`docker info` NCPU), when it said.
+    ncpu: Option<usize>,
+    /// The `ssh` forward an `ssh://` host is reached through; it lives as long as the backend.
+    _tunnel: Option<host::SshTunnel>,
     /// One lock per image tag: builds of the same image are serialized.
     build_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Containers started and not yet removed (for Ctrl-C).
@@ -55,19 +66,107 @@ struct Inner {
     warned_no_bridge: AtomicBool,
 }
 
+impl Inner {
+    fn unreachable(&self, e: &bollard::errors::Error) -> SandboxError {
+        SandboxError::Unreachable {
+            host: self.host.url(),
+            message: e.to_string(),
+        }
+    }
+
+    /// An Engine API error as ours: a failure at the connection says the daemon may be gone
+    /// ([`SandboxError::Unreachable`], which a pool acts on); anything else is `other`'s.
+    fn api_err(
+        &self,
+        e: bollard::errors::Error,
+        other: impl FnOnce(String) -> SandboxError,
+    ) -> SandboxError {
+        if is_connection_error(&e) {
+            self.unreachable(&e)
+        } else {
+            other(e.to_string())
+        }
+    }
+}
+
+/// Whether an Engine API error happened at the connection (refused, reset, cut short, timed
+/// out) rather than as the daemon's answer.
+fn is_connection_error(e: &bollard::errors::Error) -> bool {
+    use bollard::errors::Error as E;
+    matches!(
+        e,
+        E::HyperLegacyError { .. }
+            | E::HyperResponseError { .. }
+            | E::IOError { .. }
+            | E::RequestTimeoutError
+            | E::SocketNotFoundError(_)
+    )
+}
+
+/// How long one Engine API request may take to answer (bollard's default; streams such as an
+/// exec's output are not limited by it).
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+
 impl DockerBackend {
-    /// Connects to the local daemon (`DOCKER_HOST` or the default socket) and checks it answers.
+    /// Connects to the daemon the docker CLI would use (`$DOCKER_HOST`, else the default
+    /// socket) and checks it answers.
     pub async fn connect() -> Result<Self> {
-        let docker = Docker::connect_with_local_defaults()
-            .map_err(|e| SandboxError::Daemon(e.to_string()))?;
-        let docker = docker
-            .negotiate_version()
-            .await
-            .map_err(|e| SandboxError::Daemon(e.to_string()))?;
-        docker
-            .ping()
-            .await
-            .map_err(|e| SandboxError::Daemon(e.to_string()))?;
+        let host = DockerHost::from_env().map_err(|e| SandboxError::Daemon(e.to_string()))?;
+        Self::open(host, None).await
+    }
+
+    /// Connects to the daemon at `host` (`unix://`, `tcp://`, `ssh://`) and checks it answers.
+    /// The compose CLI of this backend's compose tasks gets the same host as `DOCKER_HOST`.
+    pub async fn connect_to(host: &DockerHost) -> Result<Self> {
+        let cli_host = match host {
+            DockerHost::Ssh { .. } => None,
+            _ => Some(host.url()),
+        };
+        Self::open(host.clone(), cli_host).await
+    }
+
+    async fn open(host: DockerHost, cli_host: Option<String>) -> Result<Self> {
+        let url = host.url();
+        let unreachable = |e: bollard::errors::Error| SandboxError::Unreachable {
+            host: url.clone(),
+            message: e.to_string(),
+        };
+        let (docker, tunnel, cli_host) = match &host {
+            DockerHost::Unix(path) => (
+                Docker::connect_with_unix(
+                    &path.to_string_lossy(),
+                    REQUEST_TIMEOUT_SECS,
+                    bollard::API_DEFAULT_VERSION,
+                )
+                .map_err(unreachable)?,
+                None,
+                cli_host,
+            ),
+            DockerHost::Tcp { .. } => (
+                Docker::connect_with_http(&url, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+                    .map_err(unreachable)?,
+                None,
+                cli_host,
+            ),
+            DockerHost::Ssh {
+                user,
+                host: name,
+                port,
+            } => {
+                let tunnel = host::SshTunnel::open(user.as_deref(), name, *port, &url).await?;
+                let socket = tunnel.socket().to_string_lossy().into_owned();
+                let docker = Docker::connect_with_unix(
+                    &socket,
+                    REQUEST_TIMEOUT_SECS,
+                    bollard::API_DEFAULT_VERSION,
+                )
+                .map_err(unreachable)?;
+                // The compose CLI goes through the same forward as the API client.
+                (docker, Some(tunnel), Some(format!("unix://{socket}")))
+            }
+        };
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        docker.ping().await.map_err(unreachable)?;
         let has_bridge = docker
             .inspect_network(
                 "bridge",
@@ -75,9 +174,20 @@ impl DockerBackend {
             )
             .await
             .is_ok();
+        let ncpu = docker
+            .info()
+            .await
+            .ok()
+            .and_then(|i| i.ncpu)
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n > 0);
         Ok(Self {
             docker,
             inner: Arc::new(Inner {
+                host,
+                cli_host,
+                ncpu,
+                _tunnel: tunnel,
                 build_locks: Mutex::new(HashMap::new()),
                 live: Mutex::new(HashSet::new()),
                 has_bridge,
@@ -97,6 +207,28 @@ impl DockerBackend {
 
     pub fn client(&self) -> &Docker {
         &self.docker
+    }
+
+    /// The daemon's address.
+    pub fn host(&self) -> &DockerHost {
+        &self.inner.host
+    }
+
+    /// The daemon's CPU count (`docker info` NCPU), when it said.
+    pub fn ncpu(&self) -> Option<usize> {
+        self.inner.ncpu
+    }
+
+    /// Whether the daemon answers a ping within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> Result<()> {
+        match tokio::time::timeout(timeout, self.docker.ping()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(self.inner.unreachable(&e)),
+            Err(_) => Err(SandboxError::Unreachable {
+                host: self.inner.host.url(),
+                message: format!("no answer to a ping within {timeout:?}"),
+            }),
+        }
     }
 
     /// The image tag for a build context: a content hash of every file (path, mode, bytes).
@@ -152,10 +284,10 @@ impl DockerBackend {
         let mut stream = self.docker.create_image(Some(opts), None, None);
         while let Some(item) = stream.next().await {
             if let Err(e) = item {
-                return Err(SandboxError::Build {
+                return Err(self.inner.api_err(e, |e| SandboxError::Build {
                     image: image.to_owned(),
                     message: format!("image is not present locally and pulling it failed: {e}"),
-                });
+                }));
             }
         }
         Ok(())
@@ -193,10 +325,10 @@ impl DockerBackend {
                     }
                 }
                 Err(e) => {
-                    return Err(SandboxError::Build {
+                    return Err(self.inner.api_err(e, |e| SandboxError::Build {
                         image: tag.to_owned(),
-                        message: build_failure(&log, &e.to_string()),
-                    });
+                        message: build_failure(&log, &e),
+                    }));
                 }
             }
         }
@@ -230,7 +362,8 @@ impl DockerBackend {
         } else {
             if spec.network && !self.inner.warned_no_bridge.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
-                    "the Docker daemon has no bridge network: tasks that allow network access run without it"
+                    "the Docker daemon at {} has no bridge network: tasks that allow network access run without it",
+                    self.inner.host
                 );
             }
             Some("none".to_owned())
@@ -262,7 +395,11 @@ impl DockerBackend {
             .docker
             .create_container(Some(opts), body)
             .await
-            .map_err(|e| SandboxError::Start(format!("creating a container from {image}: {e}")))?;
+            .map_err(|e| {
+                self.inner.api_err(e, |e| {
+                    SandboxError::Start(format!("creating a container from {image}: {e}"))
+                })
+            })?;
         let id = resp.id;
         if let Ok(mut c) = created.lock() {
             *c = Some(id.clone());
@@ -276,7 +413,11 @@ impl DockerBackend {
                 None::<bollard::query_parameters::StartContainerOptions>,
             )
             .await
-            .map_err(|e| SandboxError::Start(format!("starting container {name}: {e}")))?;
+            .map_err(|e| {
+                self.inner.api_err(e, |e| {
+                    SandboxError::Start(format!("starting container {name}: {e}"))
+                })
+            })?;
         Ok(DockerSandbox {
             docker: self.docker.clone(),
             backend: self.inner.clone(),
@@ -432,7 +573,7 @@ impl Backend for DockerBackend {
             }
         }
         for p in projects {
-            compose::down(&p).await;
+            compose::down(self.inner.cli_host.as_deref(), &p).await;
         }
         n
     }
@@ -453,7 +594,7 @@ impl Backend for DockerBackend {
             .map(|l| l.iter().cloned().collect())
             .unwrap_or_default();
         for p in projects {
-            compose::down(&p).await;
+            compose::down(self.inner.cli_host.as_deref(), &p).await;
         }
     }
 }
@@ -497,7 +638,11 @@ impl DockerSandbox {
                 bollard::body_full(tar.into()),
             )
             .await
-            .map_err(|e| SandboxError::Transfer(format!("upload to {dir}: {e}")))
+            .map_err(|e| {
+                self.backend.api_err(e, |e| {
+                    SandboxError::Transfer(format!("upload to {dir}: {e}"))
+                })
+            })
     }
 }
 
@@ -511,8 +656,19 @@ impl Sandbox for DockerSandbox {
         self.workdir.as_deref()
     }
 
+    fn host(&self) -> Option<String> {
+        Some(self.backend.host.url())
+    }
+
     async fn exec(&self, req: ExecRequest) -> Result<ExecOutput> {
-        run_exec(&self.docker, &self.container_id, &self.env, req).await
+        run_exec(
+            &self.docker,
+            &self.backend,
+            &self.container_id,
+            &self.env,
+            req,
+        )
+        .await
     }
 
     async fn upload(&self, host: &Path, dest: &str) -> Result<()> {
@@ -536,8 +692,11 @@ impl Sandbox for DockerSandbox {
             .download_from_container(&self.container_id, Some(opts));
         let mut buf = Vec::new();
         while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|e| SandboxError::Transfer(format!("download {src}: {e}")))?;
+            let chunk = chunk.map_err(|e| {
+                self.backend.api_err(e, |e| {
+                    SandboxError::Transfer(format!("download {src}: {e}"))
+                })
+            })?;
             buf.extend_from_slice(&chunk);
         }
         let dest = host_dest.to_path_buf();
@@ -552,7 +711,7 @@ impl Sandbox for DockerSandbox {
         }
         match &self.compose_project {
             Some(project) => {
-                compose::down(project).await;
+                compose::down(self.backend.cli_host.as_deref(), project).await;
                 if let Ok(mut live) = self.backend.live_projects.lock() {
                     live.remove(project);
                 }
@@ -564,8 +723,9 @@ impl Sandbox for DockerSandbox {
 }
 
 /// Runs `bash -c COMMAND` in a container over the Engine API.
-pub(crate) async fn run_exec(
+async fn run_exec(
     docker: &Docker,
+    inner: &Inner,
     container: &str,
     base_env: &BTreeMap<String, String>,
     req: ExecRequest,
@@ -593,11 +753,11 @@ pub(crate) async fn run_exec(
     let created = docker
         .create_exec(container, opts)
         .await
-        .map_err(|e| SandboxError::Exec(e.to_string()))?;
+        .map_err(|e| inner.api_err(e, SandboxError::Exec))?;
     let started = docker
         .start_exec(&created.id, None)
         .await
-        .map_err(|e| SandboxError::Exec(e.to_string()))?;
+        .map_err(|e| inner.api_err(e, SandboxError::Exec))?;
     let StartExecResults::Attached { mut output, .. } = started else {
         return Err(SandboxError::Exec("exec did not attach".to_owned()));
     };
@@ -622,7 +782,7 @@ pub(crate) async fn run_exec(
                     push_capped(&mut stderr, &message, limit, &mut truncated)
                 }
                 Ok(bollard::container::LogOutput::StdIn { .. }) => {}
-                Err(e) => return Err(SandboxError::Exec(e.to_string())),
+                Err(e) => return Err(inner.api_err(e, SandboxError::Exec)),
             }
         }
         Ok(())
@@ -654,7 +814,7 @@ pub(crate) async fn run_exec(
     let inspect = docker
         .inspect_exec(&created.id)
         .await
-        .map_err(|e| SandboxError::Exec(e.to_string()))?;
+        .map_err(|e| inner.api_err(e, SandboxError::Exec))?;
     Ok(ExecOutput {
         exit_code: inspect.exit_code,
         stdout: String::from_utf8_lossy(&stdout).into_owned(),

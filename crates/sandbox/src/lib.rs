@@ -3,8 +3,10 @@
 //! A [`Backend`] turns an [`EnvironmentSpec`] (built from a task's `environment/` and
 //! `[environment]` table) into a live [`Sandbox`]; a sandbox executes commands with a timeout,
 //! user, env and cwd, moves files in and out, and is destroyed at the end. Backends:
-//! [`docker::DockerBackend`] (the Engine API; compose tasks through the `docker compose` CLI)
-//! and [`local::LocalBackend`] (bubblewrap when installed, else a plain process).
+//! [`docker::DockerBackend`] (the Engine API; compose tasks through the `docker compose` CLI),
+//! [`pool::PoolBackend`] (several Docker hosts, each trial on the one with the most free slots,
+//! a host that stops answering drained) and [`local::LocalBackend`] (bubblewrap when installed,
+//! else a plain process).
 //!
 //! Everything that goes wrong here is infrastructure, never the agent's fault: callers record
 //! a [`SandboxError`] as an error of the trial, not as a score.
@@ -17,6 +19,7 @@ use async_trait::async_trait;
 
 pub mod docker;
 pub mod local;
+pub mod pool;
 mod tarball;
 
 /// The most bytes of stdout (and, separately, of stderr) an exec keeps in memory.
@@ -111,6 +114,17 @@ pub struct EnvironmentSpec {
 pub enum SandboxError {
     #[error("cannot reach the Docker daemon: {0}")]
     Daemon(String),
+    /// A request to a daemon failed at the connection (refused, reset, timed out): the daemon
+    /// may be gone. A pool confirms with a ping and drains the host.
+    #[error("the Docker host {host} does not answer: {message}")]
+    Unreachable { host: String, message: String },
+    /// The pool drained the host this sandbox ran on (it stopped answering): nothing the
+    /// sandbox did can be trusted any more, and the trial belongs on another host.
+    #[error("the Docker host {host} stopped answering and was drained ({reason})")]
+    HostLost { host: String, reason: String },
+    /// Every host of a pool is drained; no sandbox can start until one answers again.
+    #[error("every Docker host of the pool is drained: {0}")]
+    AllHostsDrained(String),
     #[error("building image {image} failed: {message}")]
     Build { image: String, message: String },
     #[error("starting the environment timed out after {0:?}")]
@@ -166,6 +180,17 @@ pub trait Sandbox: Send + Sync {
     async fn download(&self, src: &str, host_dest: &Path) -> Result<()>;
     /// Removes the environment. Idempotent.
     async fn destroy(&self) -> Result<()>;
+    /// The daemon this sandbox runs on (a `DOCKER_HOST`-style URL), for logs; `None` for
+    /// backends without hosts.
+    fn host(&self) -> Option<String> {
+        None
+    }
+    /// `Some(why)` once the host under this sandbox was lost while the sandbox lived (a pool
+    /// drained it): what the sandbox reported since may be an artefact of the loss, so the
+    /// caller must not read it as a measurement.
+    fn lost(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Creates sandboxes.

@@ -16,6 +16,8 @@ pub struct WorkspaceConfig {
     pub optimize: OptimizeSection,
     /// How the loop decides keep or discard (`[accept]`).
     pub accept: crate::accept::AcceptConfig,
+    /// Where Docker sandboxes run (`[sandbox]`).
+    pub sandbox: SandboxSection,
     /// A registry dataset for `eval` (`[tasks]`).
     pub tasks: TasksSection,
 }
@@ -28,6 +30,111 @@ pub struct TasksSection {
     pub dataset: Option<String>,
     /// A `registry.json` path or URL.
     pub registry: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSection {
+    /// The Docker daemons trials run on, as `DOCKER_HOST`-style URLs (`unix:///path`,
+    /// `tcp://host:port`, `ssh://[user@]host[:port]`), each optionally with its slots:
+    /// `docker_hosts = ["unix:///var/run/docker.sock", { url = "ssh://me@box", slots = 16 }]`.
+    /// Empty: the one daemon `$DOCKER_HOST` or the default socket names. With two or more,
+    /// trials are spread over them (a pool; see `autoagent-sandbox`).
+    pub docker_hosts: Vec<DockerHostEntry>,
+}
+
+/// One Docker host of `[sandbox].docker_hosts`: a URL, or `{ url, slots }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerHostEntry {
+    pub url: String,
+    /// Trials the host takes before the others are preferred; `None`: its CPU count.
+    pub slots: Option<usize>,
+}
+
+impl DockerHostEntry {
+    /// A `--docker-host` value: `URL` or `URL=SLOTS`.
+    pub fn parse_flag(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (url, slots) = match s.rsplit_once('=') {
+            Some((url, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => {
+                let n: usize = n
+                    .parse()
+                    .map_err(|_| format!("{s:?}: bad slot count {n:?}"))?;
+                (url, Some(n))
+            }
+            _ => (s, None),
+        };
+        let entry = Self {
+            url: url.to_owned(),
+            slots,
+        };
+        entry.check()?;
+        Ok(entry)
+    }
+
+    /// The URL as a host, and a slot count of at least 1.
+    pub fn check(&self) -> Result<autoagent_sandbox::docker::DockerHost, String> {
+        let host = self
+            .url
+            .parse::<autoagent_sandbox::docker::DockerHost>()
+            .map_err(|e| e.to_string())?;
+        if self.slots == Some(0) {
+            return Err(format!("{}: slots must be at least 1", self.url));
+        }
+        Ok(host)
+    }
+}
+
+impl Serialize for DockerHostEntry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        match self.slots {
+            None => s.serialize_str(&self.url),
+            Some(n) => {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("url", &self.url)?;
+                m.serialize_entry("slots", &n)?;
+                m.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DockerHostEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entry;
+        impl<'de> serde::de::Visitor<'de> for Entry {
+            type Value = DockerHostEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a Docker host URL (\"unix:///var/run/docker.sock\") or { url = \"...\", slots = N }",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(DockerHostEntry {
+                    url: v.to_owned(),
+                    slots: None,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Table {
+                    url: String,
+                    slots: Option<usize>,
+                }
+                let t = Table::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(DockerHostEntry {
+                    url: t.url,
+                    slots: t.slots,
+                })
+            }
+        }
+        d.deserialize_any(Entry)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -198,6 +305,14 @@ impl WorkspaceConfig {
         {
             return Err((format!("accept.{field}"), message));
         }
+        let mut seen = std::collections::HashSet::new();
+        for (i, h) in self.sandbox.docker_hosts.iter().enumerate() {
+            let field = format!("sandbox.docker_hosts[{i}]");
+            let host = h.check().map_err(|m| (field.clone(), m))?;
+            if !seen.insert(host) {
+                return Err((field, format!("{} is listed twice", h.url)));
+            }
+        }
         if let Holdout::Fraction(f) = self.optimize.holdout
             && !(0.0..1.0).contains(&f)
         {
@@ -231,6 +346,15 @@ tasks = "tasks"
 concurrency = 4
 attempts = 3                # k: trials per task per evaluation
 max_retries = 2             # retries of infrastructure failures
+
+[sandbox]
+# The Docker daemons trials run on; with two or more, each trial goes to the one with the most
+# free slots (default: its CPU count), and one that stops answering is drained. Default: the
+# daemon $DOCKER_HOST names, else the local socket. The CLI's --docker-host replaces this list.
+# docker_hosts = [
+#   "unix:///var/run/docker.sock",
+#   { url = "ssh://me@build-1", slots = 16 },
+# ]
 
 [optimize]
 # max_iterations = 50
@@ -283,6 +407,59 @@ mod tests {
             e.contains("accept.policy") && e.contains("sequential"),
             "{e}"
         );
+        std::fs::write(
+            &p,
+            "[sandbox]\ndocker_hosts = [\"unix:///a.sock\", { url = \"tcp://h:2375\", slots = 8 }]\n",
+        )
+        .unwrap();
+        let c = WorkspaceConfig::load(&p).unwrap();
+        assert_eq!(
+            c.sandbox.docker_hosts,
+            [
+                DockerHostEntry {
+                    url: "unix:///a.sock".into(),
+                    slots: None
+                },
+                DockerHostEntry {
+                    url: "tcp://h:2375".into(),
+                    slots: Some(8)
+                }
+            ]
+        );
+        for (text, wanted) in [
+            (
+                "[sandbox]\ndocker_hosts = [\"unix:///a.sock\", \"/b.sock\"]\n",
+                "sandbox.docker_hosts[1]",
+            ),
+            (
+                "[sandbox]\ndocker_hosts = [{ url = \"unix:///a.sock\", slots = 0 }]\n",
+                "at least 1",
+            ),
+            (
+                "[sandbox]\ndocker_hosts = [{ url = \"unix:///a.sock\", slot = 2 }]\n",
+                "unknown field `slot`",
+            ),
+            (
+                "[sandbox]\ndocker_hosts = [\"unix:///a.sock\", \"unix:///a.sock\"]\n",
+                "listed twice",
+            ),
+            ("[sandbox]\ndocker_hosts = [3]\n", "a Docker host URL"),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = WorkspaceConfig::load(&p).unwrap_err().to_string();
+            assert!(
+                e.contains(wanted) && e.contains("sandbox.docker_hosts"),
+                "{text}: {e}"
+            );
+        }
+        assert_eq!(
+            DockerHostEntry::parse_flag("unix:///a.sock=4").unwrap(),
+            DockerHostEntry {
+                url: "unix:///a.sock".into(),
+                slots: Some(4)
+            }
+        );
+        assert!(DockerHostEntry::parse_flag("a.sock").is_err());
         std::fs::write(&p, "[optimize]\nholdout = 1.5\n").unwrap();
         assert!(
             WorkspaceConfig::load(&p)

@@ -11,7 +11,7 @@ use autoagent_llm::env::vars;
 use autoagent_llm::{DEFAULT_MODEL, EnvSource, ModelConfig, ProviderKind, parse_model_name};
 
 use crate::env_vars::{AUTOAGENT_META_MODEL, AUTOAGENT_MODEL};
-use crate::file::WorkspaceConfig;
+use crate::file::{DockerHostEntry, WorkspaceConfig};
 
 /// Where a resolved value came from; shown to the user when something looks wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,6 +239,8 @@ pub struct EvalFlags {
     pub sandbox: Option<String>,
     pub max_retries: Option<u32>,
     pub timeout_multiplier: Option<f64>,
+    /// `--docker-host` (repeatable); when given, it replaces `[sandbox].docker_hosts`.
+    pub docker_hosts: Vec<DockerHostEntry>,
 }
 
 /// How `k` defaults when no flag gives it.
@@ -261,6 +263,9 @@ pub struct EvalSettings {
     pub sandbox: Option<String>,
     pub max_retries: u32,
     pub timeout_multiplier: f64,
+    /// The Docker hosts: `--docker-host` flags, else `[sandbox].docker_hosts`; empty: the one
+    /// daemon `$DOCKER_HOST` or the default socket names.
+    pub docker_hosts: Vec<DockerHostEntry>,
 }
 
 /// Flags > workspace `[eval]` > Harbor's defaults (outside a workspace `eval` behaves as
@@ -296,6 +301,13 @@ pub fn resolve_eval(
             .timeout_multiplier
             .or(ws.map(|e| e.timeout_multiplier))
             .unwrap_or(1.0),
+        docker_hosts: if flags.docker_hosts.is_empty() {
+            workspace
+                .map(|w| w.sandbox.docker_hosts.clone())
+                .unwrap_or_default()
+        } else {
+            flags.docker_hosts.clone()
+        },
     }
 }
 
@@ -547,8 +559,13 @@ mod tests {
     #[test]
     fn eval_settings_precedence() {
         let w = ws(
-            "[eval]\nconcurrency = 7\nattempts = 5\nmax_retries = 3\nsandbox = \"local\"\ntasks = \"t\"\n",
+            "[eval]\nconcurrency = 7\nattempts = 5\nmax_retries = 3\nsandbox = \"local\"\ntasks = \"t\"\n\
+             [sandbox]\ndocker_hosts = [\"unix:///ws-a.sock\", \"unix:///ws-b.sock\"]\n",
         );
+        let flag_host = DockerHostEntry {
+            url: "unix:///flag.sock".into(),
+            slots: Some(3),
+        };
         let given = EvalFlags {
             concurrency: Some(2),
             attempts: Some(4),
@@ -556,6 +573,7 @@ mod tests {
             sandbox: Some("docker".into()),
             tasks: Some("x".into()),
             timeout_multiplier: Some(2.0),
+            docker_hosts: vec![flag_host.clone()],
         };
         let r = resolve_eval(&given, Some(&w), AttemptsDefault::Workspace);
         assert_eq!(
@@ -568,7 +586,19 @@ mod tests {
             ),
             (2, 4, 1, Some("docker"), 2.0)
         );
+        assert_eq!(
+            r.docker_hosts,
+            [flag_host],
+            "the flags replace the file's list"
+        );
         let r = resolve_eval(&EvalFlags::default(), Some(&w), AttemptsDefault::Workspace);
+        assert_eq!(
+            r.docker_hosts
+                .iter()
+                .map(|h| h.url.as_str())
+                .collect::<Vec<_>>(),
+            ["unix:///ws-a.sock", "unix:///ws-b.sock"]
+        );
         assert_eq!(
             (
                 r.concurrency,
@@ -590,5 +620,6 @@ mod tests {
             (r.concurrency, r.attempts, r.max_retries, r.sandbox, r.tasks),
             (4, 1, 0, None, PathBuf::from("tasks"))
         );
+        assert!(r.docker_hosts.is_empty());
     }
 }

@@ -15,7 +15,7 @@ pub mod scripted;
 pub mod workspace;
 
 pub use atif::{assert_valid_atif, atif_problems};
-pub use docker::{docker_backend, docker_cli_or_skip, require};
+pub use docker::{docker_backend, docker_cli_or_skip, require, second_docker_backend};
 pub use dump::{clip, dump_dir};
 pub use scripted::Recorder;
 pub use workspace::{TestWorkspace, copy_dir, copy_tasks, examples_dir};

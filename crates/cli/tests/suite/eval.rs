@@ -312,6 +312,113 @@ fn ctrl_c_removes_running_containers() {
     );
 }
 
+/// The second Docker daemon answers (`scripts/second-dockerd.sh start`); in CI its absence fails.
+fn second_daemon_or_skip() -> Option<String> {
+    let url = std::env::var(autoagent_test_support::docker::DOCKER_HOST2)
+        .unwrap_or_else(|_| autoagent_test_support::docker::SECOND_DOCKER_HOST.to_owned());
+    let ok = std::process::Command::new("docker")
+        .args(["-H", &url, "info"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    autoagent_test_support::require(
+        ok,
+        "a second Docker daemon",
+        &format!("`docker -H {url} info` fails"),
+    )
+    .then_some(url)
+}
+
+/// `[sandbox].docker_hosts` spreads a job over both daemons; `--docker-host` replaces the
+/// list, and a host that does not answer is left out with a warning.
+#[test]
+fn docker_hosts_from_the_file_and_the_flags() {
+    if !docker_or_skip() {
+        return;
+    }
+    let Some(second) = second_daemon_or_skip() else {
+        return;
+    };
+    let main = "unix:///var/run/docker.sock";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("autoagent.toml"),
+        format!(
+            "[sandbox]\ndocker_hosts = [{{ url = \"{main}\", slots = 1 }}, {{ url = \"{second}\", slots = 1 }}]\n"
+        ),
+    )
+    .unwrap();
+    let ex = examples();
+    let args = |job: &str| {
+        vec![
+            "eval".to_owned(),
+            "-p".to_owned(),
+            ex.display().to_string(),
+            "-i".to_owned(),
+            "hello-file".to_owned(),
+            "-k".to_owned(),
+            "4".to_owned(),
+            "-n".to_owned(),
+            "2".to_owned(),
+            "--job-name".to_owned(),
+            job.to_owned(),
+        ]
+    };
+    let a = args("file");
+    let run = autoagent(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        dir.path(),
+    );
+    assert!(run.out.status.success(), "{}", run.context());
+    let err = run.stderr();
+    for h in [main, second.as_str()] {
+        assert!(
+            err.contains(&format!("docker host {h}: 1 slot(s)")),
+            "{}",
+            run.context()
+        );
+    }
+    let log = std::fs::read_to_string(dir.path().join("jobs/file/job.log")).unwrap();
+    for h in [main, second.as_str()] {
+        assert!(log.contains(&format!("on host {h}")), "{log}");
+    }
+    assert!(
+        run.stdout().contains("scored 4, infrastructure errors 0"),
+        "{}",
+        run.context()
+    );
+
+    let gone = format!("unix://{}/gone.sock", dir.path().display());
+    let mut a = args("flags");
+    a.extend([
+        "--docker-host".to_owned(),
+        gone.clone(),
+        "--docker-host".to_owned(),
+        main.to_owned(),
+    ]);
+    let run = autoagent(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        dir.path(),
+    );
+    assert!(run.out.status.success(), "{}", run.context());
+    assert!(
+        run.stderr().contains(&format!(
+            "warning: docker host {gone} is left out until it answers"
+        )),
+        "{}",
+        run.context()
+    );
+    let log = std::fs::read_to_string(dir.path().join("jobs/flags/job.log")).unwrap();
+    assert_eq!(
+        log.matches(&format!("on host {main}")).count(),
+        8,
+        "started and finished, 4 trials\n{log}"
+    );
+    assert!(
+        !log.contains(&second),
+        "the flags replace the file's list\n{log}"
+    );
+}
+
 fn git_in(dir: &Path, args: &[&str]) -> String {
     let o = std::process::Command::new("git")
         .arg("-C")

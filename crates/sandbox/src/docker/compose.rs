@@ -40,8 +40,12 @@ pub async fn compose_version() -> std::result::Result<String, String> {
     }
 }
 
-async fn compose(args: &[String], timeout: Duration) -> Result<String> {
+/// Runs `docker compose ARGS` against `host` (its `DOCKER_HOST`; `None`: the CLI's own).
+async fn compose(host: Option<&str>, args: &[String], timeout: Duration) -> Result<String> {
     let mut cmd = Command::new("docker");
+    if let Some(h) = host {
+        cmd.env("DOCKER_HOST", h);
+    }
     cmd.arg("compose")
         .args(args)
         .stdin(Stdio::null())
@@ -130,21 +134,22 @@ pub(super) async fn start(
     }
     let mut up = files.clone();
     up.extend(["up", "--detach", "--wait"].map(String::from));
-    if let Err(e) = compose(&up, timeout).await {
-        down(&project).await;
+    let host = backend.inner.cli_host.as_deref();
+    if let Err(e) = compose(host, &up, timeout).await {
+        down(host, &project).await;
         return Err(e);
     }
     let mut ps = files.clone();
     ps.extend(["ps", "-q", "main"].map(String::from));
-    let id = match compose(&ps, Duration::from_secs(30)).await {
+    let id = match compose(host, &ps, Duration::from_secs(30)).await {
         Ok(out) => out.trim().to_owned(),
         Err(e) => {
-            down(&project).await;
+            down(host, &project).await;
             return Err(e);
         }
     };
     if id.is_empty() {
-        down(&project).await;
+        down(host, &project).await;
         return Err(SandboxError::Start(
             "compose started no `main` container".to_owned(),
         ));
@@ -162,7 +167,7 @@ pub(super) async fn start(
 }
 
 /// Brings a project down at once (`-t 0`: nothing to wait for), removing its volumes.
-pub(crate) async fn down(project: &str) {
+pub(crate) async fn down(host: Option<&str>, project: &str) {
     let args: Vec<String> = [
         "-p",
         project,
@@ -175,7 +180,7 @@ pub(crate) async fn down(project: &str) {
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
-    if let Err(e) = compose(&args, Duration::from_secs(120)).await {
+    if let Err(e) = compose(host, &args, Duration::from_secs(120)).await {
         tracing::warn!("bringing compose project {project} down: {e}");
     }
 }
