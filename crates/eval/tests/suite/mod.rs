@@ -1,5 +1,6 @@
 mod cache;
 mod examples;
 mod harness;
+mod integrity;
 mod resume;
 mod support;
