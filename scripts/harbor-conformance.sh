@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Harbor 0.25 and autoagent side by side on examples/tasks (oracle and nop) and compares,
-# per task: rewards, exception types, and the set of result.json keys (trial and job level).
+# per task: rewards, exception types, task_checksum (Harbor's dirhash), the lock file's task
+# digest, and the set of result.json keys (trial and job level).
 # Not part of CI: it installs harbor from PyPI into $WORK (default /tmp/harbor-work).
 #
 # Needs: a Docker engine, Python >= 3.12 (pyenv's is found), PyPI. Env: WORK, PY, TASKS.
@@ -67,6 +68,10 @@ for agent in ["oracle", "nop"]:
         same = rw(hr) == rw(ar) and ex(hr) == ex(ar)
         if hr and ar:
             same = same and set(hr) == set(ar)
+            # Harbor's dirhash of the task dir, bit for bit.
+            if hr["task_checksum"] != ar["task_checksum"]:
+                same = False
+                print(f"  {task}: task_checksum harbor {hr['task_checksum']} autoagent {ar['task_checksum']}")
         ok &= same
         print(f"{task:16} {str(rw(hr)) if hr else 'not run':28} {str(rw(ar)) if ar else 'not run':28} {str(ex(hr)):26} {str(ex(ar)):26} {'yes' if same else 'NO'}")
     hk = set(next(iter(h.values()))) if h else set()
@@ -76,5 +81,15 @@ for agent in ["oracle", "nop"]:
     for k in sorted(set(hj["stats"]["evals"]) | set(aj["stats"]["evals"])):
         he, ae = hj["stats"]["evals"].get(k, {}), aj["stats"]["evals"].get(k, {})
         print(f"evals {k}: harbor metrics {he.get('metrics')} pass@k {he.get('pass_at_k')} | autoagent metrics {ae.get('metrics')} pass@k {ae.get('pass_at_k')}")
-print("\nconformance:", "all per-trial rewards and exception types match" if ok else "DIFFERENCES above")
+# The lock file: Harbor's task digest against ours, per task.
+import os
+def locks(job):
+    l = json.load(open(f"{jobs}/{job}/lock.json"))
+    return {t["task"]["name"]: t["task"]["digest"] for t in l["trials"]}
+hl, al = locks(f"harbor-oracle-{stamp}"), locks(f"autoagent-oracle-{stamp}")
+for task in sorted(set(hl) | set(al)):
+    same = hl.get(task) == al.get(task)
+    ok &= same
+    print(f"lock digest {task:16} {'same' if same else f'harbor {hl.get(task)} autoagent {al.get(task)}'}")
+print("\nconformance:", "all per-trial rewards, exception types, task checksums and lock digests match" if ok else "DIFFERENCES above")
 PY

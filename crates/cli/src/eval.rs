@@ -28,8 +28,22 @@ pub enum AgentKind {
 pub struct EvalArgs {
     /// A task dir or a dataset dir (a dir of task dirs). Default: `[eval].tasks` of
     /// ./autoagent.toml, else `tasks`.
-    #[arg(short = 'p', long = "path", visible_alias = "tasks")]
+    #[arg(
+        short = 'p',
+        long = "path",
+        visible_alias = "tasks",
+        conflicts_with = "dataset"
+    )]
     pub path: Option<PathBuf>,
+    /// A registry dataset, `NAME@VERSION` (or `NAME` when it has one version): its tasks are
+    /// cloned at their commits into the user's cache and run like a local dataset. Default:
+    /// `[tasks] dataset` of ./autoagent.toml.
+    #[arg(short = 'd', long = "dataset")]
+    pub dataset: Option<String>,
+    /// The Harbor `registry.json` that `-d` resolves in: a path or a URL. Default: `[tasks]
+    /// registry` of ./autoagent.toml.
+    #[arg(long)]
+    pub registry: Option<String>,
     /// The agent to run.
     #[arg(short = 'a', long = "agent", value_enum, default_value = "oracle")]
     pub agent: AgentKind,
@@ -121,7 +135,37 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     if !(m.is_finite() && m > 0.0 && m <= 1000.0) {
         anyhow::bail!("--timeout-multiplier: expected a number above 0 (at most 1000), found {m}");
     }
-    let path = settings.tasks.clone();
+    let dataset = args.dataset.clone().or_else(|| {
+        args.path
+            .is_none()
+            .then(|| ws.as_ref().and_then(|w| w.tasks.dataset.clone()))
+            .flatten()
+    });
+    let path = match dataset {
+        None => settings.tasks.clone(),
+        Some(name) => {
+            let registry = args
+                .registry
+                .clone()
+                .or_else(|| ws.as_ref().and_then(|w| w.tasks.registry.clone()))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "-d {name}: no registry to resolve it in; give --registry PATH|URL or `[tasks] registry` in autoagent.toml"
+                    )
+                })?;
+            let reg = autoagent_eval::registry::load_registry(&registry).await?;
+            let spec = reg.find(&name)?;
+            let cache = autoagent_eval::registry::default_cache_dir();
+            eprintln!(
+                "dataset {}@{}: {} task(s) from {registry} (cache {})",
+                spec.name,
+                spec.version,
+                spec.tasks.len(),
+                cache.display()
+            );
+            autoagent_eval::registry::materialize(&reg, spec, &cache).await?
+        }
+    };
     let backend = backend(SandboxKind::from_config(settings.sandbox.as_deref())).await?;
     let config = JobConfig {
         job_name: args.job_name.clone().unwrap_or_else(|| {

@@ -386,6 +386,20 @@ pub async fn run_job(
         }
     }
     let total = done.len() + todo.len();
+    {
+        // Every planned trial: those finished already, then those to run.
+        let by_name: BTreeMap<&str, &Task> =
+            dataset.tasks.iter().map(|t| (t.name.as_str(), t)).collect();
+        let source = dataset.name.as_deref();
+        let mut planned: Vec<(&Task, Option<&str>)> = done
+            .iter()
+            .filter_map(|r| by_name.get(r.task_name.as_str()).map(|t| (*t, source)))
+            .collect();
+        planned.extend(todo.iter().map(|t| (t.task.as_ref(), source)));
+        if let Err(e) = crate::lock::write(&job_dir, &crate::lock::job_lock(config, &planned)) {
+            log.line(&format!("cannot write lock.json: {e}"));
+        }
+    }
     for bad in &dataset.invalid {
         log.line(&format!("invalid task: {bad}"));
     }
@@ -500,7 +514,9 @@ pub async fn run_job(
                 l.pending = l.pending.saturating_sub(1);
                 l.running += 1;
             }
+            let lock = crate::lock::trial_lock(&config, &task, source.as_deref());
             let spec = TrialSpec {
+                lock,
                 trial_dir: job.trial(&name).path().to_path_buf(),
                 trial_name: name.clone(),
                 source,
@@ -669,6 +685,7 @@ impl Restore {
         r.trial_uri = format!("file://{}", self.trial_dir.display());
         r.task_id = autoagent_harbor::result::TaskId {
             path: self.task_dir.display().to_string(),
+            ..r.task_id
         };
         r.source = self.source.clone();
         r.config = self.config.clone();

@@ -7,6 +7,8 @@ pub mod cache;
 mod harness_agent;
 mod integrity;
 pub mod job;
+pub mod lock;
+pub mod registry;
 mod trial;
 
 pub use agent::{AgentError, NopAgent, OracleAgent, TrialAgent, TrialContext};

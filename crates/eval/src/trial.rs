@@ -42,6 +42,8 @@ pub(crate) struct TrialSpec {
     pub disable_verification: bool,
     /// Written to `<trial>/config.json` and into `result.json` as `config`.
     pub config: serde_json::Value,
+    /// Written to `<trial>/lock.json` ([`crate::lock::trial_lock`]).
+    pub lock: serde_json::Value,
     /// Labels for the sandbox (job id), to find leftovers.
     pub labels: std::collections::BTreeMap<String, String>,
     /// The trial's attempt index, recorded in `result.json` when the job uses the cache.
@@ -140,9 +142,18 @@ pub(crate) async fn run_trial(
         task_name: task.name.clone(),
         trial_name: spec.trial_name.clone(),
         trial_uri: format!("file://{}", trial_dir.path().display()),
-        task_id: TaskId {
-            path: task.dir.display().to_string(),
-        },
+        task_id: task.origin.as_ref().map_or_else(
+            || TaskId {
+                path: task.dir.display().to_string(),
+                git_url: None,
+                git_commit_id: None,
+            },
+            |o| TaskId {
+                path: o.path.display().to_string(),
+                git_url: o.git_url.clone(),
+                git_commit_id: o.git_commit_id.clone(),
+            },
+        ),
         source: spec.source.clone(),
         task_checksum: task.checksum(),
         config: spec.config.clone(),
@@ -192,6 +203,7 @@ pub(crate) async fn run_trial(
         trial_dir.config_path(),
         serde_json::to_vec_pretty(&spec.config).unwrap_or_default(),
     );
+    let _ = crate::lock::write(trial_dir.path(), &spec.lock);
 
     let mut sandbox: Option<Box<dyn Sandbox>> = None;
     if let Err(f) = run_phases(

@@ -6,9 +6,11 @@
 pub mod atif;
 pub mod config;
 pub mod cost;
+pub mod dirhash;
 pub mod exception;
 pub mod fs;
 pub mod layout;
+pub mod registry;
 pub mod result;
 pub mod task;
 pub mod text;

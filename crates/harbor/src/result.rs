@@ -73,6 +73,11 @@ pub struct ExceptionInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskId {
     pub path: String,
+    /// A registry task's repository and commit (Harbor's `GitTaskId`); absent for local tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_commit_id: Option<String>,
 }
 
 /// One trial's `result.json`.

@@ -3,8 +3,6 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::config::TaskConfig;
 
 /// What went wrong loading a task: always names the task, the file and, when known, the field.
@@ -31,6 +29,8 @@ pub struct Task {
     pub config: TaskConfig,
     /// `instruction.md` with leading canary lines removed.
     pub instruction: String,
+    /// Where a registry dataset's task came from (`None` for a local task).
+    pub origin: Option<crate::registry::TaskOrigin>,
 }
 
 impl Task {
@@ -97,6 +97,43 @@ impl Task {
                     .to_owned(),
             ));
         }
+        // Features that would change the score if silently skipped are refused by name.
+        let separate = config.verifier.environment.is_some()
+            || config
+                .verifier
+                .environment_mode
+                .as_deref()
+                .is_some_and(|m| m != "shared");
+        if separate {
+            return Err(err(
+                &name,
+                "task.toml",
+                Some(
+                    if config.verifier.environment.is_some() {
+                        "verifier.environment"
+                    } else {
+                        "verifier.environment_mode"
+                    }
+                    .to_owned(),
+                ),
+                format!(
+                    "{}: a separate verifier environment is not supported yet; only the shared one (the verifier runs in the agent's sandbox) runs",
+                    if config.verifier.environment.is_some() {
+                        "[verifier.environment]"
+                    } else {
+                        "verifier.environment_mode"
+                    }
+                ),
+            ));
+        }
+        if !config.verifier.collect.is_empty() {
+            return Err(err(
+                &name,
+                "task.toml",
+                Some("verifier.collect".to_owned()),
+                "[[verifier.collect]]: verifier collect hooks are not supported yet".to_owned(),
+            ));
+        }
         if config.environment.os != "linux" {
             return Err(err(
                 &name,
@@ -142,31 +179,13 @@ impl Task {
             dir,
             config,
             instruction: strip_canary(&instruction),
+            origin: None,
         })
     }
 
-    /// A sha256 over the task's files (relative path and content, in sorted order).
-    /// Used as `task_checksum`; Harbor's `dirhash` value is not reproduced bit for bit.
+    /// Harbor's `task_checksum` ([`crate::dirhash`]): the same value Harbor writes for this task.
     pub fn checksum(&self) -> String {
-        let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&self.dir)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_file())
-            .map(|e| e.into_path())
-            .collect();
-        files.sort();
-        let mut h = Sha256::new();
-        for f in files {
-            let rel = f.strip_prefix(&self.dir).unwrap_or(&f);
-            h.update(rel.to_string_lossy().as_bytes());
-            h.update([0]);
-            if let Ok(bytes) = std::fs::read(&f) {
-                h.update(&bytes);
-            }
-            h.update([0]);
-        }
-        hex(&h.finalize())
+        crate::dirhash::task_checksum(&self.dir).unwrap_or_default()
     }
 }
 
@@ -308,11 +327,23 @@ impl Dataset {
             })
             .collect();
         children.sort();
+        // A materialized registry dataset says where each task came from.
+        let origins: std::collections::BTreeMap<String, crate::registry::TaskOrigin> =
+            std::fs::read_to_string(path.join(crate::registry::ORIGINS_FILE))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
         let mut tasks = Vec::new();
         let mut invalid = Vec::new();
         for child in children {
             match Task::load(&child, false) {
-                Ok(t) => tasks.push(t),
+                Ok(mut t) => {
+                    t.origin = child
+                        .file_name()
+                        .and_then(|n| origins.get(&*n.to_string_lossy()))
+                        .cloned();
+                    tasks.push(t);
+                }
                 Err(error) => invalid.push(InvalidTask { dir: child, error }),
             }
         }
@@ -361,6 +392,31 @@ mod tests {
         let (field, msg) = parse_task_toml("[agent]\ntimeout_sec = \"soon\"\n").unwrap_err();
         assert_eq!(field.as_deref(), Some("agent.timeout_sec"));
         assert!(msg.contains("invalid type"), "{msg}");
+    }
+
+    #[test]
+    fn features_that_do_not_run_are_refused_by_name() {
+        for (extra, field) in [
+            (
+                "[verifier]\nenvironment_mode = \"separate\"\n",
+                "verifier.environment_mode",
+            ),
+            (
+                "[verifier.environment]\ndocker_image = \"x\"\n",
+                "[verifier.environment]",
+            ),
+            (
+                "[[verifier.collect]]\ncommand = \"true\"\n",
+                "verifier.collect",
+            ),
+        ] {
+            let d = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(d.path().join("environment")).unwrap();
+            std::fs::write(d.path().join("instruction.md"), "x").unwrap();
+            std::fs::write(d.path().join("task.toml"), extra).unwrap();
+            let e = Task::load(d.path(), false).unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains("not supported"), "{e}");
+        }
     }
 
     #[test]

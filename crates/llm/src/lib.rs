@@ -36,7 +36,7 @@ pub use governor::{Governor, GovernorStatus};
 pub use model::{Model, ProviderKind};
 pub use price::{Price, PriceTable};
 pub use retry::RetryPolicy;
-pub use scripted::{Expect, Script, ScriptToolCall, ScriptTurn, ScriptedModel};
+pub use scripted::{Coin, Expect, Script, ScriptToolCall, ScriptTurn, ScriptedModel, coin_uniform};
 pub use secret::ApiKey;
 pub use transport::{
     ByteStream, HttpRequest, HttpResponse, HttpTransport, ReqwestTransport, StreamingResponse,

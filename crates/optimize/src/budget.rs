@@ -149,11 +149,33 @@ impl Limits {
     }
 }
 
-/// The status line after an experiment: spend so far, the next one's forecast, and how many
-/// more fit at this rate.
-pub fn status_line(spent: f64, elapsed_s: f64, f: &Forecast, limits: &Limits) -> String {
+/// Meta-agent tokens of every session so far, from their trajectories' final metrics (a session
+/// killed before its end has none there; its spend is in the state file and the ledger).
+pub fn meta_tokens(meta_dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(meta_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|t| serde_json::from_str::<autoagent_harbor::Trajectory>(&t).ok())
+        .filter_map(|t| t.final_metrics)
+        .map(|m| m.total_prompt_tokens.unwrap_or(0) + m.total_completion_tokens.unwrap_or(0))
+        .sum()
+}
+
+/// The status line after an experiment: spend so far (money, task and meta tokens, time), the
+/// next one's forecast, and how many more fit at this rate.
+pub fn status_line(
+    spent: f64,
+    tokens: (u64, u64),
+    elapsed_s: f64,
+    f: &Forecast,
+    limits: &Limits,
+) -> String {
     let mut s = format!(
-        "spent ${spent:.4} in {:.2} h; next experiment forecast {}, {:.0} trials, {:.1} min",
+        "spent ${spent:.4}, {} task + {} meta tokens, in {:.2} h; next experiment forecast {}, {:.0} trials, {:.1} min",
+        tokens.0,
+        tokens.1,
         elapsed_s / 3600.0,
         f.usd
             .map_or_else(|| "unknown $".to_owned(), |u| format!("${u:.4}")),
@@ -305,6 +327,7 @@ mod tests {
         assert!(Limits::default().check(1e9, Some(1e9), 1e9, 1e9).is_ok());
         let s = status_line(
             0.25,
+            (1200, 300),
             1800.0,
             &Forecast {
                 usd: Some(0.25),
@@ -315,7 +338,7 @@ mod tests {
         );
         assert_eq!(
             s,
-            "spent $0.2500 in 0.50 h; next experiment forecast $0.2500, 20 trials, 10.0 min; experiments left at this rate: 3 by budget ($1.00), 3 by time (1 h)"
+            "spent $0.2500, 1200 task + 300 meta tokens, in 0.50 h; next experiment forecast $0.2500, 20 trials, 10.0 min; experiments left at this rate: 3 by budget ($1.00), 3 by time (1 h)"
         );
     }
 }

@@ -33,6 +33,8 @@ pub struct JobAttempts {
     pub cost: BTreeMap<String, (f64, u32)>,
     /// Trials that ran (not copied from the trial cache).
     pub ran: u64,
+    /// Task-model tokens (prompt + completion) of the trials that ran.
+    pub tokens: u64,
     /// Trials copied from the trial cache.
     pub cached: u64,
     /// Trials the integrity monitor marked suspect, by name (counted as failures above).
@@ -59,6 +61,9 @@ impl JobAttempts {
                 out.cached += 1;
             } else {
                 out.ran += 1;
+                if let Some(a) = &t.agent_result {
+                    out.tokens += a.n_input_tokens.unwrap_or(0) + a.n_output_tokens.unwrap_or(0);
+                }
                 if let Some(c) = t.agent_result.as_ref().and_then(|a| a.cost_usd) {
                     let e = out.cost.entry(t.task_name.clone()).or_default();
                     e.0 += c;
@@ -190,6 +195,11 @@ impl History {
         } else {
             None
         }
+    }
+
+    /// Task-model tokens of every trial that ran (holdout jobs aside).
+    pub fn tokens(&self) -> u64 {
+        self.jobs.iter().map(|(_, _, _, a)| a.tokens).sum()
     }
 
     /// Trials experiment `id` ran (every job of it but the holdout, cache hits excluded).

@@ -373,7 +373,17 @@ fn stop_reason(ctx: &Ctx<'_>, ledger: &Ledger) -> Option<StopReason> {
     let f = crate::budget::forecast(ledger, &history, &ctx.policy, ctx.shape());
     let spent = ledger.spent_usd();
     let elapsed = ctx.started.elapsed().as_secs_f64();
-    ctx.say(&crate::budget::status_line(spent, elapsed, &f, &ctx.limits));
+    let tokens = (
+        history.tokens(),
+        crate::budget::meta_tokens(&ctx.ws.state_dir().join("meta")),
+    );
+    ctx.say(&crate::budget::status_line(
+        spent,
+        tokens,
+        elapsed,
+        &f,
+        &ctx.limits,
+    ));
     match ctx.limits.check(spent, f.usd, elapsed, f.seconds) {
         Ok(()) => None,
         Err(why) => {

@@ -147,7 +147,7 @@ pub(crate) fn render_markdown(ledger: &Ledger, changes: &[KeptChange]) -> String
     }
     md.push_str("\n## Experiments\n\n");
     let _ = writeln!(md, "| {} |", TABLE_HEADER.join(" | "));
-    md.push_str("|---:|---|---|---:|---:|---:|---:|---:|---:|---|\n");
+    md.push_str("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for r in table_rows(ledger) {
         let cells: Vec<String> = r.cells.iter().map(|c| md_cell(c)).collect();
         let _ = writeln!(

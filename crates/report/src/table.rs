@@ -50,15 +50,17 @@ pub(crate) fn signed_int(v: i64) -> String {
 
 /// One table line per row, as strings; shared by the terminal and markdown tables.
 pub(crate) struct TableRow {
-    pub(crate) cells: [String; 9],
+    pub(crate) cells: [String; 11],
     pub(crate) description: String,
 }
 
-pub(crate) const TABLE_HEADER: [&str; 10] = [
+pub(crate) const TABLE_HEADER: [&str; 12] = [
     "exp",
     "commit",
     "status",
     "passed",
+    "looks",
+    "run",
     "score",
     "holdout",
     "Δ score",
@@ -82,6 +84,17 @@ pub(crate) fn table_rows(ledger: &Ledger) -> Vec<TableRow> {
                 row.commit.chars().take(12).collect(),
                 row.status.to_string(),
                 format!("{}/{}", row.passed, row.trials),
+                // Rows of ledgers from before looks were recorded show none.
+                if row.looks == 0 {
+                    "-".to_owned()
+                } else {
+                    row.looks.to_string()
+                },
+                if row.looks == 0 && row.attempts == 0 {
+                    "-".to_owned()
+                } else {
+                    row.attempts.to_string()
+                },
                 format!("{:.3}", row.avg_score),
                 row.holdout_score
                     .map_or_else(|| "-".to_owned(), |h| format!("{h:.3}")),
@@ -102,7 +115,7 @@ pub(crate) fn table_rows(ledger: &Ledger) -> Vec<TableRow> {
 /// cut to 60 characters, Δ score against the previous incumbent on kept rows.
 pub fn render_table(ledger: &Ledger) -> String {
     let rows = table_rows(ledger);
-    let mut widths = [0usize; 9];
+    let mut widths = [0usize; 11];
     for (w, h) in widths.iter_mut().zip(TABLE_HEADER) {
         *w = h.chars().count();
     }
@@ -112,7 +125,9 @@ pub fn render_table(ledger: &Ledger) -> String {
         }
     }
     // Left-aligned: commit, status; the rest are numbers.
-    let left = [false, true, true, false, false, false, false, false, false];
+    let left = [
+        false, true, true, false, false, false, false, false, false, false, false,
+    ];
     let line = |cells: &[&str], description: &str| {
         let mut s = String::new();
         for ((c, w), l) in cells.iter().zip(widths).zip(left) {
@@ -127,7 +142,7 @@ pub fn render_table(ledger: &Ledger) -> String {
         s.push('\n');
         s
     };
-    let mut out = line(&TABLE_HEADER[..9], TABLE_HEADER[9]);
+    let mut out = line(&TABLE_HEADER[..11], TABLE_HEADER[11]);
     for r in &rows {
         let cells: Vec<&str> = r.cells.iter().map(String::as_str).collect();
         out.push_str(&line(&cells, &truncate(&r.description, TABLE_DESCRIPTION)));

@@ -16,6 +16,18 @@ pub struct WorkspaceConfig {
     pub optimize: OptimizeSection,
     /// How the loop decides keep or discard (`[accept]`).
     pub accept: crate::accept::AcceptConfig,
+    /// A registry dataset for `eval` (`[tasks]`).
+    pub tasks: TasksSection,
+}
+
+/// `[tasks]`: a dataset from a Harbor registry, used by `eval` when no `-p` is given.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TasksSection {
+    /// `NAME@VERSION` in `registry`.
+    pub dataset: Option<String>,
+    /// A `registry.json` path or URL.
+    pub registry: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -351,3 +351,181 @@ fn ctrl_c_removes_running_containers() {
         "containers left after Ctrl-C"
     );
 }
+
+fn git_in(dir: &Path, args: &[&str]) -> String {
+    let o = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+#[test]
+fn a_registry_dataset_is_cloned_at_its_commit_cached_verified_and_run_like_a_local_one() {
+    use super::support::autoagent_env;
+    if !docker_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A repository of tasks, published as a bare repository reached by a file:// URL.
+    let src = dir.path().join("src");
+    autoagent_test_support::copy_dir(
+        &examples().join("hello-file"),
+        &src.join("tasks/hello-file"),
+    );
+    git_in(
+        dir.path(),
+        &["init", "-q", "-b", "main", src.to_str().unwrap()],
+    );
+    git_in(&src, &["add", "-A"]);
+    git_in(&src, &["commit", "-q", "-m", "tasks"]);
+    let commit = git_in(&src, &["rev-parse", "HEAD"]);
+    // A later commit breaks the task: the dataset pins the good one.
+    std::fs::write(
+        src.join("tasks/hello-file/tests/test.sh"),
+        "#!/bin/bash\nexit 3\n",
+    )
+    .unwrap();
+    git_in(&src, &["commit", "-q", "-am", "broken"]);
+    let bare = dir.path().join("tasks.git");
+    git_in(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            src.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
+    let url = format!("file://{}", bare.display());
+    let registry = dir.path().join("registry.json");
+    std::fs::write(
+        &registry,
+        serde_json::json!([{
+            "name": "demo", "version": "1.0", "description": "one task",
+            "tasks": [{"name": "hello-file", "git_url": url, "git_commit_id": commit,
+                       "path": "tasks/hello-file"}]
+        }])
+        .to_string(),
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let eval = |job: &str| {
+        autoagent_env(
+            &[
+                "eval",
+                "-d",
+                "demo@1.0",
+                "--registry",
+                registry.to_str().unwrap(),
+                "-a",
+                "oracle",
+                "-o",
+                "jobs",
+                "--job-name",
+                job,
+                "--json",
+            ],
+            dir.path(),
+            &[("AUTOAGENT_CACHE_DIR", &cache)],
+        )
+    };
+    let trial = |job: &str| -> serde_json::Value {
+        let job_dir = dir.path().join("jobs").join(job);
+        let t = std::fs::read_dir(&job_dir)
+            .unwrap()
+            .flatten()
+            .find(|e| e.path().join("result.json").is_file())
+            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(t.path().join("result.json")).unwrap())
+            .unwrap()
+    };
+
+    let run = eval("first");
+    assert!(run.out.status.success(), "{}", run.context());
+    let r = trial("first");
+    assert_eq!(r["verifier_result"]["rewards"]["reward"], 1.0, "{r}");
+    assert_eq!(r["source"], "demo");
+    assert_eq!(r["task_id"]["git_url"], url.as_str());
+    assert_eq!(r["task_id"]["git_commit_id"], commit.as_str());
+    assert_eq!(r["task_id"]["path"], "tasks/hello-file");
+    // Harbor's own dirhash of the example task (the harbor crate's conformance values).
+    assert_eq!(
+        r["task_checksum"],
+        "9451541c55e1ac477842eaaae41a7e87fc23ba36ff1839f5550e6e13eadf5ed8"
+    );
+    let lock: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("jobs/first/lock.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(lock["schema_version"], 3);
+    let task = &lock["trials"][0]["task"];
+    assert_eq!(task["type"], "git", "{lock}");
+    assert_eq!(
+        task["digest"],
+        "sha256:cf7c83b0016c75792bff28e8e27550c9918e273a454f9eeaa66fc296b2c0b46d"
+    );
+    let trial_dir = dir
+        .path()
+        .join("jobs/first")
+        .join(r["trial_name"].as_str().unwrap());
+    assert!(trial_dir.join("lock.json").is_file());
+
+    // Verified: a cached file changed by hand is noticed, and the task fetched again.
+    let cached_test = std::fs::read_dir(cache.join("tasks"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("task/tests/test.sh"))
+        .find(|p| p.is_file())
+        .unwrap();
+    std::fs::write(
+        &cached_test,
+        "#!/bin/bash\necho 0 > /logs/verifier/reward.txt\n",
+    )
+    .unwrap();
+    let run = eval("second");
+    assert!(run.out.status.success(), "{}", run.context());
+    assert_eq!(trial("second")["verifier_result"]["rewards"]["reward"], 1.0);
+
+    // Reused: with the repository gone, the cache alone runs the dataset.
+    std::fs::remove_dir_all(&bare).unwrap();
+    let run = eval("third");
+    assert!(run.out.status.success(), "{}", run.context());
+    assert_eq!(trial("third")["verifier_result"]["rewards"]["reward"], 1.0);
+
+    // Errors name what is wrong.
+    let run = autoagent_env(
+        &[
+            "eval",
+            "-d",
+            "demo@9",
+            "--registry",
+            registry.to_str().unwrap(),
+        ],
+        dir.path(),
+        &[("AUTOAGENT_CACHE_DIR", &cache)],
+    );
+    assert!(!run.out.status.success());
+    assert!(
+        run.stderr().contains("no dataset `demo` at version `9`")
+            && run.stderr().contains("demo@1.0"),
+        "{}",
+        run.context()
+    );
+}

@@ -39,10 +39,16 @@ impl Run {
 }
 
 pub fn autoagent(args: &[&str], cwd: &Path) -> Run {
+    autoagent_env(args, cwd, &[])
+}
+
+/// [`autoagent`] with extra environment variables.
+pub fn autoagent_env(args: &[&str], cwd: &Path, env: &[(&str, &Path)]) -> Run {
     let out = Command::new(bin())
         .args(args)
         .current_dir(cwd)
         .env_remove("AUTOAGENT_LOG")
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
         .output()
         .unwrap();
     Run {

@@ -132,6 +132,11 @@ async fn sequential_keeps_the_helpful_edit_discards_the_others_and_spends_less_t
         assert_eq!((row.policy.as_str(), row.looks), ("greedy k=3", 1), "{dg}");
         assert_eq!(row.attempts, 18, "{dg}");
     }
+    eprintln!(
+        "trials per row: sequential {:?}, greedy k=3 {:?}",
+        seq.rows.iter().map(|r| r.attempts).collect::<Vec<_>>(),
+        greedy.rows.iter().map(|r| r.attempts).collect::<Vec<_>>()
+    );
     assert!(
         spent(&seq, 0) < spent(&greedy, 0),
         "sequential ran {} trials, greedy k=3 {}\n{d}\n{dg}",
@@ -180,5 +185,73 @@ async fn the_forecast_stops_the_loop_before_the_budget_is_overrun() {
     assert!(
         said.contains("not starting another experiment: spent $"),
         "{said}"
+    );
+}
+
+#[tokio::test]
+async fn the_trial_cache_serves_a_spot_checked_tree_and_a_re_proposed_one() {
+    let Some(docker) = autoagent_test_support::docker_backend().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ws");
+    let mut ws = coin_workspace(&root, "policy = \"sequential\"", "").await;
+    ws.config.optimize.max_iterations = Some(3);
+    let fixtures = coin::fixture_dir();
+    let opts = options(
+        Arc::new(docker),
+        &fixtures.join("task-agent.toml"),
+        &format!("{}/cache-meta-{{n}}.toml", fixtures.display()),
+    );
+    let r = optimize(&ws, &opts, &Lines::default(), CancellationToken::new()).await;
+    let d = dump(&root);
+    assert_eq!(r.unwrap(), StopReason::MaxIterations(3), "{d}");
+    let l = ledger(&root);
+    let jobs = root.join("jobs");
+    let job = |n: u32, kind: JobKind| JobAttempts::read(&jobs.join(ExperimentId(n).job(kind)));
+
+    // Experiment 1: the spot check ran coin-0 and coin-1 once; the comparison of the same tree
+    // took those two trials from the cache.
+    let spot = job(1, JobKind::Spot(1));
+    assert_eq!((spot.ran, spot.cached), (2, 0), "{d}");
+    let e1 = job(1, JobKind::Train);
+    assert_eq!(e1.cached, 2, "{d}");
+    let marked: Vec<_> = autoagent_harbor::JobDir::new(jobs.join("exp-0001"))
+        .trial_results()
+        .into_iter()
+        .filter(|t| t.cached_from.is_some())
+        .map(|t| t.task_name)
+        .collect();
+    let mut marked = marked;
+    marked.sort();
+    assert_eq!(marked, ["coin-0", "coin-1"], "{d}");
+
+    // Experiment 3 proposes experiment 2's tree again: every attempt experiment 2 gave it is
+    // served from the cache, not paid again.
+    assert_eq!(l.rows[2].status, Status::Discard, "{d}");
+    let (e2, e3) = (job(2, JobKind::Train), job(3, JobKind::Train));
+    assert!(
+        e3.cached >= 6,
+        "{} of {} from the cache\n{d}",
+        e3.cached,
+        e3.ran
+    );
+    assert!(
+        e3.cached <= e2.ran,
+        "at most the trials experiment 2 ran\n{d}"
+    );
+    // The ledger counts what was paid for: cached trials are not attempts spent.
+    for n in 0..4u32 {
+        assert_eq!(
+            l.rows[n as usize].attempts,
+            trial_dirs(&root, n) + job(n, JobKind::Spot(1)).ran,
+            "row {n}\n{d}"
+        );
+    }
+    // A hit costs nothing: experiment 3's task spend is what its own runs cost.
+    let e3_cost = l.rows[3].task_cost_usd.unwrap();
+    assert!(
+        (e3_cost - 0.002 * (e3.ran + job(3, JobKind::Incumbent).ran) as f64).abs() < 1e-9,
+        "{e3_cost}\n{d}"
     );
 }

@@ -172,7 +172,7 @@ async fn the_dashboard_follows_a_real_run_in_a_browser() {
     copy_dir(&examples.join("hello-file"), &root.join("tasks/hello-file"));
     std::fs::write(
         root.join("autoagent.toml"),
-        "[eval]\nattempts = 2\nconcurrency = 2\nmax_retries = 0\n[optimize]\nbudget_usd = 0.5\n",
+        "[eval]\nattempts = 2\nconcurrency = 2\nmax_retries = 0\n[optimize]\nbudget_usd = 0.5\n[accept]\npolicy = \"greedy\"\nk = 2\n",
     )
     .unwrap();
     let mut ws = Workspace::open(&root).unwrap();
