@@ -257,11 +257,18 @@ pub fn render_summary(o: &JobOutcome) -> String {
                 .join(","),
             None => "-".to_owned(),
         };
-        let error = match t.exception() {
+        let mut error = match t.exception() {
             Some(e) if e.is_infrastructure() => format!("{e} (infrastructure)"),
             Some(e) => e.to_string(),
             None => String::new(),
         };
+        if t.is_suspect() {
+            error = if error.is_empty() {
+                "SUSPECT".to_owned()
+            } else {
+                format!("{error}, SUSPECT")
+            };
+        }
         let row = format!(
             "{:<w_task$}  {:<w_trial$}  {reward:>8}  {error}",
             t.task_name, t.trial_name
@@ -330,6 +337,22 @@ pub fn render_summary(o: &JobOutcome) -> String {
                 })
                 .unwrap_or_default();
             let _ = writeln!(s, "  {}: {msg}", t.trial_name);
+        }
+    }
+    let suspect: Vec<&TrialResult> = o.trials.iter().filter(|t| t.is_suspect()).collect();
+    if !suspect.is_empty() {
+        let _ = writeln!(
+            s,
+            "suspect trials (the agent touched what the verifier reads or runs; their rewards may not measure the task): {}",
+            suspect.len()
+        );
+        for t in suspect {
+            let _ = writeln!(
+                s,
+                "  {}: {}",
+                t.trial_name,
+                t.integrity_evidence().join("; ")
+            );
         }
     }
     if !o.invalid_tasks.is_empty() {

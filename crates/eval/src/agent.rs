@@ -36,7 +36,9 @@ pub enum AgentError {
     /// A file the agent needs is missing from the task (oracle without `solve.sh`): aborts.
     #[error("{0}")]
     FileNotFound(String),
-    /// The sandbox failed under the agent: infrastructure.
+    /// The sandbox failed under the agent. Infrastructure (`RuntimeError`) when the sandbox is
+    /// gone or its host does not answer; otherwise the agent broke it, and the trial goes on
+    /// to the verifier (see the trial's rule in the crate README).
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
     /// The model provider failed after its retries: infrastructure, not the agent's fault.

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod cache;
 mod harness_agent;
+mod integrity;
 pub mod job;
 pub mod lock;
 pub mod registry;

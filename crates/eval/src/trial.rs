@@ -1,5 +1,13 @@
 //! One trial, exactly as Harbor's `Trial.run` (spec §5): environment → agent → artifacts →
 //! verifier → teardown, each phase timed, every failure mapped to Harbor's exception type.
+//!
+//! Whose fault a sandbox failure is depends on when it happens. Before the agent phase
+//! (start, healthcheck, agent setup) it is the infrastructure's. Once the agent has run, the
+//! sandbox may be broken by what the agent did (`rm -rf /usr`, killing its main process, an
+//! OOM kill under the task's own memory limit): a failure is then the infrastructure's only
+//! when [`Sandbox::liveness`] says the sandbox is gone or its host does not answer; otherwise
+//! the trial carries on to the verifier, whose failure to produce a reward scores it as Harbor
+//! does (`RewardFileNotFoundError`, not retried), with what broke in the message.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -9,7 +17,8 @@ use std::time::Duration;
 use autoagent_harbor::exception::ExceptionType;
 use autoagent_harbor::fs::read_shared;
 use autoagent_harbor::result::{
-    AgentInfo, AgentResult, ExceptionInfo, Rewards, TaskId, TimingInfo, TrialResult, VerifierResult,
+    AgentInfo, AgentResult, ExceptionInfo, Integrity, Rewards, TaskId, TimingInfo, TrialResult,
+    VerifierResult,
 };
 use autoagent_harbor::{Task, TrialDir};
 use autoagent_sandbox::{Backend, EnvironmentSpec, ExecRequest, Mount, Sandbox, SandboxError};
@@ -169,6 +178,8 @@ pub(crate) async fn run_trial(
         cached_from: None,
         cached_cost_usd: None,
         attempt_index: spec.attempt_index,
+        integrity: None,
+        integrity_evidence: None,
     };
     let _ = std::fs::create_dir_all(trial_dir.path());
     let log = TrialLog::open(&trial_dir.log_path());
@@ -385,8 +396,17 @@ async fn run_phases(
         Ok(Ok(())) => {}
     }
 
+    // The verifier's ground as the agent finds it (integrity.rs).
+    let verifier_env = verifier_env(task);
+    let (ground, note) =
+        crate::integrity::before(sb, task, &trial_dir.verifier_dir(), &verifier_env).await;
+    if let Some(note) = note {
+        log.line(&note);
+    }
+
     // 3. Agent run, under the agent timeout. A timeout or a non-zero exit is recorded and the
-    // trial goes on to the verifier; anything else ends it here.
+    // trial goes on to the verifier; so does a sandbox the agent broke (see the module doc);
+    // anything else ends it here.
     let mut exec = TimingInfo::start();
     result.agent_execution = Some(exec.clone());
     log.line(&format!(
@@ -405,18 +425,45 @@ async fn run_phases(
     };
     exec.finish();
     result.agent_execution = Some(exec);
+    // What broke in the sandbox the agent left, for the verifier's message.
+    let mut broken: Vec<String> = Vec::new();
     match outcome {
         Ok(agent_result) => result.agent_result = Some(agent_result),
         Err(e) => {
             // What the agent had counted before it stopped is still its result.
             result.agent_result = partial.lock().ok().map(|p| p.clone());
-            if !e.continues_to_verifier() {
-                return Err(agent_failure(&e));
+            match &e {
+                AgentError::Sandbox(se) => {
+                    let note = blame(sb, se, "during the agent phase").await?;
+                    log.line(&format!("the agent's sandbox broke: {note}"));
+                    broken.push(note);
+                }
+                _ if !e.continues_to_verifier() => return Err(agent_failure(&e)),
+                _ => record(result, agent_failure(&e), trial_dir, log),
             }
-            record(result, agent_failure(&e), trial_dir, log);
         }
     }
     log.line("agent finished");
+
+    // The verifier's ground again, before anything of the verifier runs.
+    let now = match crate::integrity::after(sb, &ground, &trial_dir.verifier_dir(), &verifier_env)
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            let note = blame(sb, &e, "checking the verifier's ground").await?;
+            log.line(&format!("integrity: {note}"));
+            crate::integrity::host_only(&trial_dir.verifier_dir())
+        }
+    };
+    let evidence = crate::integrity::evidence(&ground, &now);
+    if !evidence.is_empty() {
+        for e in &evidence {
+            log.line(&format!("integrity: suspect: {e}"));
+        }
+        result.integrity = Some(Integrity::Suspect);
+        result.integrity_evidence = Some(evidence);
+    }
 
     // 4. Artifacts, after the agent and before the verifier.
     collect_artifacts(sb, task, trial_dir, log).await;
@@ -425,7 +472,7 @@ async fn run_phases(
     if !spec.disable_verification {
         let mut vt = TimingInfo::start();
         result.verifier = Some(vt.clone());
-        let verdict = verify(sb, task, trial_dir, m).await;
+        let verdict = verify(sb, task, trial_dir, m, &verifier_env, broken).await;
         vt.finish();
         result.verifier = Some(vt);
         let rewards = verdict?;
@@ -438,6 +485,36 @@ async fn run_phases(
         });
     }
     Ok(())
+}
+
+/// Whose fault a sandbox failure after the agent phase started is: the infrastructure's (an
+/// `Err`, a `RuntimeError` that is retried) only when the sandbox is gone or its host does not
+/// answer; otherwise the agent's, and the returned note says what broke.
+async fn blame(sb: &dyn Sandbox, e: &SandboxError, when: &str) -> Result<String, Failure> {
+    let live = sb.liveness().await;
+    if live.is_present() {
+        return Ok(format!("{when}: {e} ({live})"));
+    }
+    Err(Failure {
+        kind: ExceptionType::RuntimeError,
+        message: format!("{when}: {e} ({live})"),
+        detail: format!("{e:?}\nliveness: {live:?}"),
+    })
+}
+
+/// The verifier's env, `${VAR}` templates resolved from the host.
+fn verifier_env(task: &Task) -> std::collections::BTreeMap<String, String> {
+    task.config
+        .verifier
+        .env
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                autoagent_harbor::config::resolve_env_template(v, |n| std::env::var(n).ok()),
+            )
+        })
+        .collect()
 }
 
 fn agent_failure(e: &AgentError) -> Failure {
@@ -482,11 +559,19 @@ async fn healthcheck(
 /// Harbor's `Verifier.verify`: stale rewards removed, `/tests` copied in after the agent,
 /// `(/tests/test.sh) > /logs/verifier/test-stdout.txt 2>&1` under the verifier timeout with its
 /// exit code ignored, then `reward.json` before `reward.txt`.
+///
+/// It runs in the sandbox the agent left: a step that fails while the sandbox is still there
+/// is noted and the next step tried, as Harbor's exec would return a failed command; only a
+/// sandbox that is gone or a host that does not answer fails the trial as infrastructure.
+/// `broken` holds what already broke during the agent phase; with the notes of the steps it
+/// explains a missing reward file.
 async fn verify(
     sb: &dyn Sandbox,
     task: &Task,
     trial_dir: &TrialDir,
     multiplier: f64,
+    env: &std::collections::BTreeMap<String, String>,
+    mut broken: Vec<String>,
 ) -> Result<Rewards, Failure> {
     let cfg = &task.config.verifier;
     // Harbor removes stale rewards, uploads tests/, then chmods test.sh; the upload touches
@@ -494,45 +579,59 @@ async fn verify(
     for f in ["reward.txt", "reward.json"] {
         let _ = std::fs::remove_file(trial_dir.verifier_dir().join(f));
     }
-    sb.upload(&task.tests_dir(), "/tests").await.map_err(|e| {
-        Failure::new(
-            ExceptionType::AddTestsDirError,
-            format!("uploading tests/ to /tests: {e}"),
-        )
-    })?;
-    sb.exec(
-        ExecRequest::new(
-            "rm -f -- /logs/verifier/reward.txt /logs/verifier/reward.json; chmod +x /tests/test.sh",
-        )
-        .user(Some("root".to_owned())),
-    )
-    .await?;
-    let env = cfg
-        .env
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                autoagent_harbor::config::resolve_env_template(v, |n| std::env::var(n).ok()),
-            )
-        })
-        .collect();
-    let timeout = Duration::from_secs_f64((cfg.timeout_sec * multiplier).max(0.0));
-    let out = sb
-        .exec(
-            ExecRequest::new("(/tests/test.sh) > /logs/verifier/test-stdout.txt 2>&1")
-                .user(cfg.user.as_ref().map(ToString::to_string))
-                .env(env)
-                .timeout(Some(timeout)),
-        )
-        .await?;
-    if out.timed_out {
-        return Err(Failure::new(
-            ExceptionType::VerifierTimeoutError,
-            format!("verifier timed out after {timeout:?}"),
-        ));
+    if let Err(e) = sb.upload(&task.tests_dir(), "/tests").await {
+        let note = blame(sb, &e, "uploading tests/ to /tests")
+            .await
+            .map_err(|f| Failure {
+                kind: ExceptionType::AddTestsDirError,
+                ..f
+            })?;
+        broken.push(note);
     }
-    read_rewards(&trial_dir.verifier_dir())
+    let prepare = ExecRequest::new(
+        "rm -f -- /logs/verifier/reward.txt /logs/verifier/reward.json; chmod +x /tests/test.sh",
+    )
+    .user(Some("root".to_owned()));
+    if let Err(e) = sb.exec(prepare).await {
+        broken.push(blame(sb, &e, "preparing /tests/test.sh").await?);
+    }
+    let timeout = Duration::from_secs_f64((cfg.timeout_sec * multiplier).max(0.0));
+    let run = ExecRequest::new("(/tests/test.sh) > /logs/verifier/test-stdout.txt 2>&1")
+        .user(cfg.user.as_ref().map(ToString::to_string))
+        .env(env.clone())
+        .timeout(Some(timeout));
+    match sb.exec(run).await {
+        Ok(out) if out.timed_out => {
+            return Err(Failure::new(
+                ExceptionType::VerifierTimeoutError,
+                format!("verifier timed out after {timeout:?}"),
+            ));
+        }
+        // The exit code is ignored, as in Harbor; what the exec itself printed (test.sh's
+        // output goes to test-stdout.txt) is bash failing to start, worth a note.
+        Ok(out) => {
+            let said = format!("{}\n{}", out.stdout.trim(), out.stderr.trim());
+            if out.exit_code != Some(0) && !said.trim().is_empty() {
+                broken.push(format!(
+                    "running /tests/test.sh: exit {}: {}",
+                    out.exit_code.map_or("-".to_owned(), |c| c.to_string()),
+                    autoagent_harbor::text::cut_middle(said.trim(), 400, "…")
+                ));
+            }
+        }
+        Err(e) => broken.push(blame(sb, &e, "running /tests/test.sh").await?),
+    }
+    read_rewards(&trial_dir.verifier_dir()).map_err(|mut f| {
+        if f.kind == ExceptionType::RewardFileNotFoundError && !broken.is_empty() {
+            f.message = format!(
+                "{}; the verifier could not run in the sandbox the agent left: {}",
+                f.message,
+                broken.join("; ")
+            );
+            f.detail.clone_from(&f.message);
+        }
+        f
+    })
 }
 
 /// Reads `reward.json` (first) or `reward.txt` from the host side of `/logs/verifier`.

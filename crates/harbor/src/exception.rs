@@ -52,7 +52,8 @@ exception_types! {
     AddTestsDirError,
     /// `tests/test.sh` ran out of time.
     VerifierTimeoutError,
-    /// The verifier wrote neither `reward.txt` nor `reward.json`.
+    /// The verifier wrote neither `reward.txt` nor `reward.json`; also when it could not run
+    /// at all in the sandbox the agent left (the message says what broke).
     RewardFileNotFoundError,
     /// The reward file is empty.
     RewardFileEmptyError,

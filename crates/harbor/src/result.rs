@@ -116,6 +116,24 @@ pub struct TrialResult {
     /// the trial cache (it is part of the cache key). Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_index: Option<u32>,
+    /// Not Harbor's: [`Integrity::Suspect`] when, during the agent phase, the agent touched
+    /// what the verifier reads or runs (its log dir, `/tests`, the interpreters and test
+    /// runners on PATH, copies of the task's tests). Absent for a trial with no such action,
+    /// so a normal `result.json` keeps Harbor's shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<Integrity>,
+    /// Not Harbor's: what made the trial suspect, one line per action (the path and what
+    /// changed). Absent when `integrity` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity_evidence: Option<Vec<String>>,
+}
+
+/// The verifier-integrity verdict of a trial (`"integrity"` in `result.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Integrity {
+    /// The agent touched the verifier's ground: its reward may not measure the task.
+    Suspect,
 }
 
 impl TrialResult {
@@ -148,6 +166,14 @@ impl TrialResult {
     /// Whether the trial was restored from the trial cache instead of run.
     pub fn is_cached(&self) -> bool {
         self.cached_from.is_some()
+    }
+    /// Whether the agent touched what the verifier reads or runs ([`Integrity::Suspect`]).
+    pub fn is_suspect(&self) -> bool {
+        self.integrity == Some(Integrity::Suspect)
+    }
+    /// What made the trial suspect (empty when it is not).
+    pub fn integrity_evidence(&self) -> &[String] {
+        self.integrity_evidence.as_deref().unwrap_or_default()
     }
 }
 
@@ -364,6 +390,37 @@ mod tests {
         assert!((pass_at_k_estimator(3, 1, 2) - 2.0 / 3.0).abs() < 1e-12);
         let half = r(serde_json::json!({"reward": 0.5}));
         assert!(pass_at_k(&[("a".into(), Some(&half)), ("a".into(), Some(&half))]).is_empty());
+    }
+
+    #[test]
+    fn integrity_keys_are_written_only_for_a_suspect_trial() {
+        let plain = serde_json::json!({
+            "id": "x", "task_name": "t", "trial_name": "t__1", "trial_uri": "file:///t",
+            "task_id": {"path": "/t"}, "source": null, "task_checksum": "c", "config": {},
+            "agent_info": {"name": "a", "version": "1", "model_info": null},
+            "agent_result": null, "verifier_result": null, "verifier_environment_mode": "shared",
+            "exception_info": null, "started_at": null, "finished_at": null,
+            "environment_setup": null, "agent_setup": null, "agent_execution": null,
+            "verifier": null, "step_results": null
+        });
+        let mut t: TrialResult = serde_json::from_value(plain.clone()).unwrap();
+        assert!(!t.is_suspect());
+        assert!(t.integrity_evidence().is_empty());
+        assert_eq!(serde_json::to_value(&t).unwrap(), plain, "Harbor's shape");
+        t.integrity = Some(Integrity::Suspect);
+        t.integrity_evidence = Some(vec!["wrote /logs/verifier/reward.txt".into()]);
+        let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(v["integrity"], "suspect");
+        assert_eq!(
+            v["integrity_evidence"],
+            serde_json::json!(["wrote /logs/verifier/reward.txt"])
+        );
+        let back: TrialResult = serde_json::from_value(v).unwrap();
+        assert!(back.is_suspect());
+        assert_eq!(
+            back.integrity_evidence(),
+            ["wrote /logs/verifier/reward.txt"]
+        );
     }
 
     #[test]

@@ -16,9 +16,31 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ledger::TaskScores;
 
-/// A trial passes when its reward reaches 1.
+/// A trial passes when its reward reaches 1 and the agent left the verifier's ground alone: a
+/// suspect trial (`"integrity": "suspect"`) is a failure whatever its reward, so a gain can
+/// never come from an agent that wrote its own reward or replaced the test runner.
 pub fn passed(t: &TrialResult) -> bool {
-    t.reward().is_some_and(|r| r >= 1.0 - 1e-9)
+    !t.is_suspect() && t.reward().is_some_and(|r| r >= 1.0 - 1e-9)
+}
+
+/// What a trial adds to a score: its reward (none counts 0), 0 for a suspect trial.
+pub fn score(t: &TrialResult) -> f64 {
+    if t.is_suspect() {
+        0.0
+    } else {
+        t.reward().unwrap_or(0.0)
+    }
+}
+
+/// "N suspect trial(s) counted as failures: a, b", or `None` without suspect trials.
+pub fn suspect_note(trials: &[String]) -> Option<String> {
+    (!trials.is_empty()).then(|| {
+        format!(
+            "{} suspect trial(s) counted as failures: {}",
+            trials.len(),
+            trials.join(", ")
+        )
+    })
 }
 
 /// What an evaluation produced, infrastructure errors kept apart.
@@ -32,6 +54,8 @@ pub struct EvalSummary {
     pub task_scores: TaskScores,
     pub cost_usd: Option<f64>,
     pub infra_errors: u32,
+    /// Trials the integrity monitor marked suspect (counted as failures above), by name.
+    pub suspect: Vec<String>,
 }
 
 pub struct Evaluator {
@@ -223,6 +247,7 @@ impl Evaluator {
         let mut per_task: BTreeMap<String, (u32, u32)> =
             tasks.iter().map(|t| (t.clone(), (0, 0))).collect();
         let (mut passed_n, mut trials, mut reward_sum, mut infra) = (0u32, 0u32, 0.0, 0u32);
+        let mut suspect = Vec::new();
         // Trials whose agent never ran cost nothing; one that ran without a price is unknown.
         let cost = cost::add(
             removed_cost,
@@ -239,7 +264,10 @@ impl Evaluator {
                 continue;
             }
             trials += 1;
-            reward_sum += t.reward().unwrap_or(0.0);
+            reward_sum += score(t);
+            if t.is_suspect() {
+                suspect.push(t.trial_name.clone());
+            }
             let e = per_task.entry(t.task_name.clone()).or_default();
             e.1 += 1;
             if passed(t) {
@@ -283,6 +311,7 @@ impl Evaluator {
             task_scores: per_task.into_iter().map(|(t, (p, n))| (t, p, n)).collect(),
             cost_usd: cost,
             infra_errors: infra,
+            suspect,
         })
     }
 }

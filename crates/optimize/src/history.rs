@@ -10,7 +10,7 @@ use autoagent_eval::job::JobConfig;
 use autoagent_harbor::JobDir;
 
 use crate::accept::{FlakinessModel, Tallies};
-use crate::evaluate::passed;
+use crate::evaluate::{passed, score};
 use crate::experiment::{ExperimentId, JobKind};
 
 /// One job folder's attempts.
@@ -18,7 +18,8 @@ use crate::experiment::{ExperimentId, JobKind};
 pub struct JobAttempts {
     /// The harness commit it ran (`harness_commit` in its `config.json`).
     pub commit: String,
-    /// Passes over attempts per task; infrastructure failures are no attempt.
+    /// Passes over attempts per task; infrastructure failures are no attempt, and a suspect
+    /// trial is a failed one (see [`passed`]): the policy never sees a suspect pass.
     pub tallies: Tallies,
     /// The same, without the trials copied from the trial cache: they are another job's
     /// attempts of the same tree, already counted there.
@@ -36,6 +37,8 @@ pub struct JobAttempts {
     pub tokens: u64,
     /// Trials copied from the trial cache.
     pub cached: u64,
+    /// Trials the integrity monitor marked suspect, by name (counted as failures above).
+    pub suspect: Vec<String>,
 }
 
 impl JobAttempts {
@@ -68,7 +71,10 @@ impl JobAttempts {
                 }
             }
             if !t.is_infrastructure_error() {
-                out.reward_sum += t.reward().unwrap_or(0.0);
+                if t.is_suspect() {
+                    out.suspect.push(t.trial_name.clone());
+                }
+                out.reward_sum += score(&t);
                 out.tallies.record(&t.task_name, passed(&t));
                 if !cached {
                     out.fresh.record(&t.task_name, passed(&t));
@@ -203,5 +209,49 @@ impl History {
             .filter(|(i, _, _, _)| *i == id)
             .map(|(_, _, _, a)| a.ran)
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accept::Tally;
+    use pretty_assertions::assert_eq;
+
+    /// A finished trial of task `t` with `reward`, suspect or not.
+    fn trial(job: &Path, name: &str, reward: f64, suspect: bool) {
+        let mut v = serde_json::json!({
+            "id": name, "task_name": "t", "trial_name": name, "trial_uri": "file:///x",
+            "task_id": {"path": "/t"}, "source": null, "task_checksum": "c", "config": {},
+            "agent_info": {"name": "harness", "version": "1", "model_info": null},
+            "agent_result": null, "verifier_result": {"rewards": {"reward": reward}},
+            "verifier_environment_mode": "shared", "exception_info": null,
+            "started_at": null, "finished_at": null, "environment_setup": null,
+            "agent_setup": null, "agent_execution": null, "verifier": null, "step_results": null
+        });
+        if suspect {
+            v["integrity"] = "suspect".into();
+            v["integrity_evidence"] = serde_json::json!(["wrote /logs/verifier/reward.txt"]);
+        }
+        std::fs::create_dir_all(job.join(name)).unwrap();
+        std::fs::write(job.join(name).join("result.json"), v.to_string()).unwrap();
+    }
+
+    #[test]
+    fn a_suspect_pass_is_a_failed_attempt_and_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        trial(d.path(), "t__a", 1.0, false);
+        trial(d.path(), "t__b", 1.0, true);
+        trial(d.path(), "t__c", 0.0, false);
+        let a = JobAttempts::read(d.path());
+        assert_eq!(a.tallies.get("t"), Tally::new(1, 3));
+        assert_eq!(a.fresh.get("t"), Tally::new(1, 3));
+        assert_eq!(a.reward_sum, 1.0);
+        assert_eq!(a.suspect, vec!["t__b".to_owned()]);
+        assert_eq!(a.finished("t"), 3);
+        assert_eq!(
+            crate::evaluate::suspect_note(&a.suspect).as_deref(),
+            Some("1 suspect trial(s) counted as failures: t__b")
+        );
     }
 }

@@ -438,7 +438,10 @@ async fn baseline(ctx: &Ctx<'_>, ledger: &mut Ledger) -> Result<(), OptimizeErro
         task_scores: train.task_scores.clone(),
         cost_usd: task_cost,
         status: Status::Keep,
-        description: "baseline".into(),
+        description: match crate::evaluate::suspect_note(&train.suspect) {
+            Some(note) => format!("baseline [{note}]"),
+            None => "baseline".into(),
+        },
         holdout_score: holdout.map(|h| h.avg_score),
         harness_size: ctx.size(),
         meta_cost_usd: Some(0.0),
@@ -777,6 +780,11 @@ async fn experiment(ctx: &Ctx<'_>, ledger: &mut Ledger) -> Result<(), OptimizeEr
         }
     } else if compared.undecided {
         state.description = format!("{} [{}]", state.description, decision.reason());
+    }
+    // The policy decided with every suspect trial counted as a failure (history.rs): a pass
+    // that came from tampering with the verifier never makes a keep. The ledger says which.
+    if let Some(note) = crate::evaluate::suspect_note(&cand.suspect) {
+        state.description = format!("{} [{note}]", state.description);
     }
     let short = git.short(&commit).await?;
     let status = match &decision {

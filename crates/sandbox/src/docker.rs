@@ -23,8 +23,8 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use crate::{
-    Backend, EnvironmentSpec, ExecOutput, ExecRequest, Result, Sandbox, SandboxError, push_capped,
-    tarball,
+    Backend, EnvironmentSpec, ExecOutput, ExecRequest, Liveness, Result, Sandbox, SandboxError,
+    push_capped, tarball,
 };
 
 pub mod compose;
@@ -34,6 +34,9 @@ pub use host::{DockerHost, HostUrlError};
 
 /// Label put on every container we start, so that leftovers can be found.
 pub const LABEL: &str = "autoagent.sandbox";
+
+/// How long [`Sandbox::liveness`] waits for the daemon before calling it unreachable.
+const LIVENESS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The env var that marks the processes of one exec, so a timed-out exec can be killed
 /// with all its children (the Engine API has no way to kill an exec).
@@ -719,6 +722,55 @@ impl Sandbox for DockerSandbox {
             None => remove_container(&self.docker, &self.backend, &self.container_id).await,
         }
         Ok(())
+    }
+
+    /// Inspects the container (a compose task's `main`); when that fails for another reason
+    /// than "no such container", pings the daemon to tell a daemon that is down from one that
+    /// refuses.
+    async fn liveness(&self) -> Liveness {
+        let inspect = tokio::time::timeout(
+            LIVENESS_TIMEOUT,
+            self.docker.inspect_container(
+                &self.container_id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            ),
+        )
+        .await;
+        match inspect {
+            Err(_) => Liveness::Unreachable(format!(
+                "inspecting the container timed out after {LIVENESS_TIMEOUT:?}"
+            )),
+            Ok(Ok(c)) => container_liveness(c.state.as_ref()),
+            Ok(Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            })) => Liveness::Gone,
+            Ok(Err(e)) => match tokio::time::timeout(LIVENESS_TIMEOUT, self.docker.ping()).await {
+                Ok(Ok(_)) => {
+                    Liveness::Unreachable(format!("the daemon refuses to inspect it: {e}"))
+                }
+                Ok(Err(p)) => Liveness::Unreachable(format!("ping: {p}")),
+                Err(_) => {
+                    Liveness::Unreachable(format!("ping timed out after {LIVENESS_TIMEOUT:?}"))
+                }
+            },
+        }
+    }
+}
+
+/// A container's state as a [`Liveness`]: a container being removed, or dead (a removal that
+/// failed), is gone; one that ended is stopped, with the OOM kill noted.
+fn container_liveness(state: Option<&bollard::models::ContainerState>) -> Liveness {
+    use bollard::models::ContainerStateStatusEnum as S;
+    let Some(state) = state else {
+        return Liveness::Unknown;
+    };
+    match state.status {
+        Some(S::REMOVING | S::DEAD) => Liveness::Gone,
+        _ if state.running == Some(true) => Liveness::Running,
+        _ => Liveness::Stopped {
+            exit_code: state.exit_code,
+            oom_killed: state.oom_killed == Some(true),
+        },
     }
 }
 

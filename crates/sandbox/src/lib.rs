@@ -8,8 +8,9 @@
 //! a host that stops answering drained) and [`local::LocalBackend`] (bubblewrap when installed,
 //! else a plain process).
 //!
-//! Everything that goes wrong here is infrastructure, never the agent's fault: callers record
-//! a [`SandboxError`] as an error of the trial, not as a score.
+//! A [`SandboxError`] says an operation failed, not whose fault it was: before an agent has
+//! run, it is the infrastructure's; after, the caller asks [`Sandbox::liveness`] whether the
+//! sandbox is still there (the agent may have broken it from inside) or gone (the host's fault).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -159,6 +160,59 @@ impl SandboxError {
 
 pub type Result<T, E = SandboxError> = std::result::Result<T, E>;
 
+/// What is left of a sandbox, asked after an operation on it failed: whether the failure is
+/// the host's (the sandbox is gone, its daemon does not answer) or came from inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// It exists and runs.
+    Running,
+    /// It exists but its main process ended: killed from inside, or by the OOM killer under
+    /// the sandbox's own memory limit. `oom_killed`: an OOM kill happened in the sandbox
+    /// (Docker's flag; it does not say which process was killed).
+    Stopped {
+        exit_code: Option<i64>,
+        oom_killed: bool,
+    },
+    /// It no longer exists (removed from outside).
+    Gone,
+    /// Its host does not answer, or refuses to say (the reason).
+    Unreachable(String),
+    /// This backend cannot tell.
+    Unknown,
+}
+
+impl Liveness {
+    /// Whether the sandbox is still there, running or not: a failure inside it is then not the
+    /// host's.
+    pub fn is_present(&self) -> bool {
+        matches!(self, Self::Running | Self::Stopped { .. })
+    }
+}
+
+impl std::fmt::Display for Liveness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Running => f.write_str("the sandbox is running"),
+            Self::Stopped {
+                exit_code,
+                oom_killed,
+            } => {
+                f.write_str("the sandbox stopped")?;
+                if let Some(c) = exit_code {
+                    write!(f, " (its main process exited {c})")?;
+                }
+                if *oom_killed {
+                    f.write_str("; the OOM killer ran under its memory limit")?;
+                }
+                Ok(())
+            }
+            Self::Gone => f.write_str("the sandbox no longer exists"),
+            Self::Unreachable(why) => write!(f, "the sandbox's host does not answer: {why}"),
+            Self::Unknown => f.write_str("the sandbox's state is unknown"),
+        }
+    }
+}
+
 /// A running environment.
 #[async_trait]
 pub trait Sandbox: Send + Sync {
@@ -190,6 +244,11 @@ pub trait Sandbox: Send + Sync {
     /// caller must not read it as a measurement.
     fn lost(&self) -> Option<String> {
         None
+    }
+    /// Whether the sandbox still exists and runs, asked when an operation on it failed. The
+    /// default is [`Liveness::Unknown`], which callers read as the host's fault.
+    async fn liveness(&self) -> Liveness {
+        Liveness::Unknown
     }
 }
 

@@ -678,6 +678,15 @@ impl Sandbox for PoolSandbox {
     fn lost(&self) -> Option<String> {
         self.member().lost_since(self.lease.generation)
     }
+
+    /// A drained host is unreachable whatever its sandbox would say; otherwise the host's own
+    /// answer (the failure may be the agent's).
+    async fn liveness(&self) -> crate::Liveness {
+        if let Some(why) = self.lost() {
+            return crate::Liveness::Unreachable(why);
+        }
+        self.sandbox.liveness().await
+    }
 }
 
 #[cfg(test)]

@@ -92,6 +92,46 @@ fn nop_table_and_json() {
 }
 
 #[test]
+fn suspect_trials_are_marked_in_the_table() {
+    if !docker_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let task = examples().join("hello-file");
+    let harness = autoagent_test_support::examples_dir().join("harness");
+    // In the temp dir, so that the model's name (part of the evals key) is filtered.
+    let script = dir.path().join("write-reward.toml");
+    std::fs::copy(
+        autoagent_test_support::fixture!("integrity/write-reward.toml"),
+        &script,
+    )
+    .unwrap();
+    let model = format!("scripted/{}", script.display());
+    let run = autoagent(
+        &[
+            "eval",
+            "-p",
+            task.to_str().unwrap(),
+            "-a",
+            "harness",
+            "--harness",
+            harness.to_str().unwrap(),
+            "--model",
+            &model,
+            "-o",
+            "jobs",
+            "--job-name",
+            "s",
+        ],
+        dir.path(),
+    );
+    assert!(run.out.status.success(), "{}", run.context());
+    insta::with_settings!({ filters => filters() }, {
+        insta::assert_snapshot!("suspect_table", run.stdout());
+    });
+}
+
+#[test]
 fn bad_path_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let run = autoagent(

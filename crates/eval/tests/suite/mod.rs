@@ -1,6 +1,7 @@
 mod cache;
 mod examples;
 mod harness;
+mod integrity;
 mod pool;
 mod resume;
 mod support;

@@ -208,6 +208,13 @@ pub fn first_message(ctx: &MetaContext, incumbent_job: Option<&Path>) -> String 
                 .unwrap_or_else(|| "-".into()),
             t.exception_type().unwrap_or("-")
         );
+        if t.is_suspect() {
+            let _ = writeln!(
+                s,
+                "INTEGRITY: SUSPECT, counted as a failure whatever its reward: the agent touched what the verifier reads or runs ({}). A harness that gets there by tampering with the verifier is never kept.",
+                t.integrity_evidence().join("; ")
+            );
+        }
         let dir = job.join(&t.trial_name);
         if let Ok(traj) = read_trajectory_file(&dir) {
             let n = traj.steps.len() as u64;

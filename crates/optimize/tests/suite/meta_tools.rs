@@ -380,3 +380,36 @@ async fn no_tool_tells_a_holdout_name_or_path_from_a_missing_one() {
         }
     }
 }
+
+/// A suspect trial is a failure to the meta-agent too, whatever its reward: the failure digest
+/// and `list_trials` show it with the integrity flag and its evidence.
+#[tokio::test]
+async fn a_suspect_trial_is_flagged_in_the_digest_and_the_listing() {
+    let f = fixture();
+    let p = f.root.join("jobs/exp-0000/hello-file__AAAAAAA/result.json");
+    let mut r: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    r["verifier_result"] = json!({"rewards": {"reward": 1.0}});
+    r["integrity"] = json!("suspect");
+    r["integrity_evidence"] = json!(["wrote /logs/verifier/reward.txt"]);
+    std::fs::write(&p, r.to_string()).unwrap();
+    let digest = first_message(&f.ctx, Some(&f.root.join("jobs/exp-0000")));
+    let at = digest
+        .find("### hello-file__AAAAAAA (task hello-file): reward 1, error -")
+        .unwrap_or_else(|| panic!("not in the failure digest:\n{digest}"));
+    assert!(
+        digest[at..].contains(
+            "INTEGRITY: SUSPECT, counted as a failure whatever its reward: the agent touched what the verifier reads or runs (wrote /logs/verifier/reward.txt)"
+        ),
+        "{digest}"
+    );
+    let listed = f
+        .call("list_trials", json!({"experiment": 0, "outcome": "failed"}))
+        .await
+        .unwrap();
+    assert!(
+        listed.contains(
+            "hello-file__AAAAAAA\ttask=hello-file\treward=1\terror=-\tintegrity=suspect (wrote /logs/verifier/reward.txt)"
+        ),
+        "{listed}"
+    );
+}

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use autoagent_sandbox::docker::DockerBackend;
-use autoagent_sandbox::{Backend, EnvironmentSpec, ExecRequest, Mount, SandboxError};
+use autoagent_sandbox::{Backend, EnvironmentSpec, ExecRequest, Liveness, Mount, SandboxError};
 
 const BASE: &str = "autoagent/debian:bookworm";
 
@@ -181,6 +181,52 @@ async fn no_network_and_limits_are_applied() {
         .unwrap();
     assert_eq!(out.stdout.trim(), "lo");
     sb.destroy().await.unwrap();
+}
+
+#[tokio::test]
+async fn liveness_tells_a_broken_sandbox_from_a_gone_one() {
+    let Some(b) = autoagent_test_support::docker_backend().await else {
+        return;
+    };
+    let ctx = context(&format!("FROM {BASE}\n"));
+    let mut s = spec(ctx.path());
+    s.memory_mb = Some(128);
+    let sb = b.start(&s).await.unwrap();
+    assert_eq!(sb.liveness().await, Liveness::Running);
+    // A command over the memory limit is OOM-killed; the sandbox runs on.
+    let out = sb
+        .exec(ExecRequest::new(
+            "python3 -c 'x = bytearray(512 * 1024 * 1024); print(len(x))'",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, Some(137), "{out:?}");
+    assert_eq!(sb.liveness().await, Liveness::Running);
+    // Killing every process but init stops the container; it is still there.
+    let _ = sb.exec(ExecRequest::new("kill -9 -1")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut live = sb.liveness().await;
+    while live == Liveness::Running && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        live = sb.liveness().await;
+    }
+    // Docker's flag says an OOM kill happened in the container, not that it stopped it.
+    assert!(
+        matches!(
+            live,
+            Liveness::Stopped {
+                exit_code: Some(137),
+                oom_killed: true
+            }
+        ),
+        "{live:?}"
+    );
+    assert!(live.is_present());
+    let e = sb.exec(ExecRequest::new("true")).await.unwrap_err();
+    assert!(matches!(e, SandboxError::Exec(_)), "{e:?}");
+    sb.destroy().await.unwrap();
+    assert_eq!(sb.liveness().await, Liveness::Gone);
+    assert!(!Liveness::Gone.is_present());
 }
 
 #[tokio::test]

@@ -106,13 +106,21 @@ fn refuse_symlink(path: &std::path::Path, rel: &str) -> Result<(), ToolError> {
     Ok(())
 }
 
-/// `reward` and `error` of a trial as the listing tools print them.
+/// `reward` and `error` of a trial as the listing tools print them, and the integrity flag
+/// of a suspect trial (which the loop counts as a failure whatever its reward).
 fn outcome_columns(t: &autoagent_harbor::TrialResult) -> String {
-    format!(
+    let mut s = format!(
         "reward={}\terror={}",
         t.reward()
             .map(|r| r.to_string())
             .unwrap_or_else(|| "-".into()),
         t.exception_type().unwrap_or("-")
-    )
+    );
+    if t.is_suspect() {
+        s.push_str(&format!(
+            "\tintegrity=suspect ({})",
+            t.integrity_evidence().join("; ")
+        ));
+    }
+    s
 }
