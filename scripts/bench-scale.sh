@@ -63,5 +63,6 @@ echo "bare docker (run + 2 exec + rm, $C at once): ${bare_wall} s wall, $(awk -v
 echo "autoagent eval -k $C -n $C            : ${aa_wall} s wall, $(awk -v w="$aa_wall" -v c="$C" 'BEGIN{printf "%.2f", c/w}') trials/s, $ok_n/$C scored 1, $done_n finished, $errs with an exception"
 echo "ratio autoagent/bare wall            : $(awk -v a="$aa_wall" -v b="$bare_wall" 'BEGIN{printf "%.2f", a/b}')"
 echo "orchestrator peak RSS                : ${rss1} KiB with 1 trial, ${rss} KiB with $C at once: $(awk -v a="$rss1" -v b="$rss" -v m="$C" 'BEGIN{printf "%.3f", (b-a)/(m-1)/1024}') MiB per concurrent trial"
-docker ps -aq --filter label=autoagent.job | wc -l | xargs -I{} echo "containers left behind: {}"
+job_id=$(sed -n 's/^  "id": "\(.*\)",$/\1/p' "$work/jobs/scale/result.json" | head -1)
+docker ps -aq --filter "label=autoagent.job=$job_id" | wc -l | xargs -I{} echo "containers left behind by the job: {}"
 [ "$done_n" -eq "$C" ] && [ "$ok_n" -eq "$C" ] || { echo "bench-scale: a trial was lost or mis-scored" >&2; exit 1; }
