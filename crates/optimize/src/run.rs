@@ -268,6 +268,7 @@ pub async fn optimize(
     if !git.is_repo().await {
         git.init().await?;
     }
+    sweep_unfinished_jobs(ws, opts.backend.as_ref(), &log).await;
     let dataset =
         Dataset::load(&ws.tasks_dir()).map_err(|e| OptimizeError::Setup(e.to_string()))?;
     for bad in &dataset.invalid {
@@ -353,6 +354,33 @@ pub async fn optimize(
             return Err(OptimizeError::Cancelled);
         }
         experiment(&ctx, &mut ledger).await?;
+    }
+}
+
+/// A killed run leaves the sandboxes of its unfinished jobs behind. A resumed job sweeps its
+/// own, but some jobs are never resumed (a spot check: the next session starts a new one), so
+/// every unfinished job's containers go when the loop starts.
+async fn sweep_unfinished_jobs(ws: &Workspace, backend: &dyn Backend, log: &Log) {
+    for e in std::fs::read_dir(ws.jobs_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(r) = autoagent_harbor::JobDir::new(e.path()).read_result() else {
+            continue;
+        };
+        if r.finished_at.is_some() {
+            continue;
+        }
+        let n = backend
+            .remove_labelled(autoagent_eval::job::JOB_LABEL, &r.id)
+            .await;
+        if n > 0 {
+            log.line(&format!(
+                "removed {n} sandbox(es) left by the interrupted job {}",
+                e.file_name().to_string_lossy()
+            ));
+        }
     }
 }
 
