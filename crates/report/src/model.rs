@@ -566,6 +566,10 @@ pub struct TrialRef {
     pub output_tokens: Option<u64>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// The verifier-integrity monitor's evidence when the trial is `suspect` (something the
+    /// agent did touched what the verifier relies on); absent for a trial that is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspect: Option<Vec<String>>,
 }
 
 /// The single reward when there is one key, else `reward` (Harbor's rule).
@@ -630,6 +634,19 @@ fn trial_ref(job: &str, trial_dir: &Path) -> Option<TrialRef> {
         output_tokens: u("n_output_tokens"),
         started_at: str_at(&result, &["started_at"]),
         finished_at: str_at(&result, &["finished_at"]),
+        suspect: (str_at(&result, &["integrity"]).as_deref() == Some("suspect")).then(|| {
+            result
+                .as_ref()
+                .and_then(|r| r.get("integrity_evidence"))
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        }),
     })
 }
 
@@ -1029,4 +1046,40 @@ pub fn fingerprint(src: &Source) -> String {
         .map(|p| p.unwrap_or_else(|| "-".into()))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_suspect_trial_carries_its_evidence_and_an_honest_one_none() {
+        let d = tempfile::tempdir().unwrap();
+        let write = |name: &str, extra: serde_json::Value| {
+            let t = d.path().join(name);
+            std::fs::create_dir_all(&t).unwrap();
+            let mut r = serde_json::json!({
+                "task_name": "t", "verifier_result": {"rewards": {"reward": 1}},
+                "exception_info": null, "agent_result": null
+            });
+            if let (Some(r), Some(x)) = (r.as_object_mut(), extra.as_object()) {
+                r.extend(x.clone());
+            }
+            std::fs::write(t.join("result.json"), r.to_string()).unwrap();
+            t
+        };
+        let s = write(
+            "t__suspect",
+            serde_json::json!({"integrity": "suspect", "integrity_evidence": ["wrote /logs/verifier/reward.txt"]}),
+        );
+        let h = write("t__honest", serde_json::json!({}));
+        let s = trial_ref("j", &s).unwrap();
+        assert_eq!(
+            s.suspect,
+            Some(vec!["wrote /logs/verifier/reward.txt".to_owned()])
+        );
+        let h = trial_ref("j", &h).unwrap();
+        assert_eq!(h.suspect, None);
+        assert!(!serde_json::to_string(&h).unwrap().contains("suspect"));
+    }
 }

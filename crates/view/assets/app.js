@@ -209,7 +209,7 @@ async function trialList(job) {
       el("li", {},
         el("span", { class: "dot " + trialClass(t) }),
         el("a", { class: "trial-link", href: `/trial/${encodeURIComponent(t.job)}/${encodeURIComponent(t.trial)}`, text: t.trial }),
-        " ", el("span", { class: "muted", text: t.running ? "running" : `reward ${num(t.reward, 2)}${t.exception ? " · " + t.exception : ""}` })))));
+        " ", el("span", { class: "muted", text: t.running ? "running" : `reward ${num(t.reward, 2)}${t.exception ? " · " + t.exception : ""}${t.suspect ? " · SUSPECT" : ""}` })))));
 }
 
 function trialClass(t) {
@@ -271,7 +271,7 @@ async function renderTasks() {
         return el("td", { class: "cell " + cls + (cell.flaky ? " flaky" : ""), "data-column": m.columns[i].name, "data-passed": cell.passed, "data-attempts": cell.attempts },
           el("div", { class: "frac", text: `${cell.passed}/${cell.attempts}` }),
           el("div", { class: "dots" }, cell.trials.map((t) =>
-            el("a", { class: "trial-link dot " + trialClass(t), href: `/trial/${encodeURIComponent(t.job)}/${encodeURIComponent(t.trial)}`, title: `${t.trial}: reward ${num(t.reward, 2)}${t.exception ? " · " + t.exception : ""}` }))));
+            el("a", { class: "trial-link dot " + trialClass(t), href: `/trial/${encodeURIComponent(t.job)}/${encodeURIComponent(t.trial)}`, title: `${t.trial}: reward ${num(t.reward, 2)}${t.exception ? " · " + t.exception : ""}${t.suspect ? " · SUSPECT: " + t.suspect.join("; ") : ""}` }))));
       })));
   app.replaceChildren(
     el("h1", { text: "Tasks" }),
@@ -392,6 +392,9 @@ async function renderTrial() {
         rewards && Object.keys(rewards).length > 1 ? ` (${Object.entries(rewards).map(([k, v]) => k + "=" + v).join(", ")})` : "",
         t.cost_usd !== null && t.cost_usd !== undefined ? ` · ${money(t.cost_usd)}` : "",
         t.input_tokens ? ` · ${t.input_tokens} in / ${t.output_tokens || 0} out tokens` : ""),
+      res.integrity === "suspect" ? el("div", { id: "integrity", class: "error" },
+        el("b", { text: "Integrity: suspect (counted as a failure by the loop). " }),
+        el("ul", {}, ...(res.integrity_evidence || []).map(e => el("li", { text: e })))) : null,
       res.exception_info ? el("div", { id: "exception", class: "error" },
         el("b", { text: res.exception_info.exception_type + ": " }), res.exception_info.exception_message,
         el("pre", { text: d.exception || res.exception_info.exception_traceback || "" })) : null),
