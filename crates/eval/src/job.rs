@@ -394,17 +394,18 @@ pub async fn run_job(
         }
     }
     let total = done.len() + todo.len();
+    let digests = Arc::new(crate::lock::task_digests(&dataset.tasks));
     {
         // Every planned trial: those finished already, then those to run.
         let by_name: BTreeMap<&str, &Task> =
             dataset.tasks.iter().map(|t| (t.name.as_str(), t)).collect();
-        let source = dataset.name.as_deref();
-        let mut planned: Vec<(&Task, Option<&str>)> = done
+        let mut planned: Vec<&Task> = done
             .iter()
-            .filter_map(|r| by_name.get(r.task_name.as_str()).map(|t| (*t, source)))
+            .filter_map(|r| by_name.get(r.task_name.as_str()).copied())
             .collect();
-        planned.extend(todo.iter().map(|t| (t.task.as_ref(), source)));
-        if let Err(e) = crate::lock::write(&job_dir, &crate::lock::job_lock(config, &planned)) {
+        planned.extend(todo.iter().map(|t| t.task.as_ref()));
+        let lock = crate::lock::job_lock(config, &planned, dataset.name.as_deref(), &digests);
+        if let Err(e) = crate::lock::write(&job_dir, &lock) {
             log.line(&format!("cannot write lock.json: {e}"));
         }
     }
@@ -473,6 +474,7 @@ pub async fn run_job(
         let cancel = cancel.clone();
         let source = dataset.name.clone();
         let job_id = job_id.clone();
+        let digests = digests.clone();
         set.spawn(async move {
             if cancel.is_cancelled() {
                 return;
@@ -522,7 +524,8 @@ pub async fn run_job(
                 l.pending = l.pending.saturating_sub(1);
                 l.running += 1;
             }
-            let lock = crate::lock::trial_lock(&config, &task, source.as_deref());
+            let digest = digests.get(&task.name).map_or("", String::as_str);
+            let lock = crate::lock::trial_lock(&config, &task, source.as_deref(), digest);
             let spec = TrialSpec {
                 lock,
                 trial_dir: job.trial(&name).path().to_path_buf(),

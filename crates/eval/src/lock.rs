@@ -3,6 +3,7 @@
 //! digest (Harbor's, bit for bit), its origin (local dir, or git repository and commit), the
 //! agent and its settings, the environment and verifier settings, the retry policy.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use autoagent_harbor::Task;
@@ -24,8 +25,25 @@ const EXCLUDED: &[&str] = &[
     "UnsupportedModelParametersError",
 ];
 
-/// One trial's lock.
-pub fn trial_lock(config: &JobConfig, task: &Task, source: Option<&str>) -> Value {
+/// Each task's lock digest (`sha256:` + Harbor's content hash), by task name: hashed once per
+/// job, not once per trial.
+pub fn task_digests<'a>(tasks: impl IntoIterator<Item = &'a Task>) -> BTreeMap<String, String> {
+    tasks
+        .into_iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                format!(
+                    "sha256:{}",
+                    autoagent_harbor::dirhash::content_digest(&t.dir)
+                ),
+            )
+        })
+        .collect()
+}
+
+/// One trial's lock; `digest` is the task's entry of [`task_digests`].
+pub fn trial_lock(config: &JobConfig, task: &Task, source: Option<&str>, digest: &str) -> Value {
     let (kind, path, git_url, commit) = match &task.origin {
         Some(o) if o.git_url.is_some() => (
             "git",
@@ -41,7 +59,7 @@ pub fn trial_lock(config: &JobConfig, task: &Task, source: Option<&str>) -> Valu
             "name": task.name,
             "version": null,
             "type": kind,
-            "digest": format!("sha256:{}", autoagent_harbor::dirhash::content_digest(&task.dir)),
+            "digest": digest,
             "source": source,
             "path": path,
             "git_url": git_url,
@@ -67,7 +85,12 @@ pub fn trial_lock(config: &JobConfig, task: &Task, source: Option<&str>) -> Valu
 }
 
 /// The job's lock: one trial lock per planned trial (finished, resumed or to run).
-pub fn job_lock(config: &JobConfig, trials: &[(&Task, Option<&str>)]) -> Value {
+pub fn job_lock(
+    config: &JobConfig,
+    trials: &[&Task],
+    source: Option<&str>,
+    digests: &BTreeMap<String, String>,
+) -> Value {
     json!({
         "schema_version": 3,
         "created_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
@@ -81,7 +104,10 @@ pub fn job_lock(config: &JobConfig, trials: &[(&Task, Option<&str>)]) -> Value {
         },
         "trials": trials
             .iter()
-            .map(|(t, s)| trial_lock(config, t, *s))
+            .map(|t| {
+                let digest = digests.get(&t.name).map_or("", String::as_str);
+                trial_lock(config, t, source, digest)
+            })
             .collect::<Vec<_>>(),
     })
 }

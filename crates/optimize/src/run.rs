@@ -488,23 +488,29 @@ async fn baseline(ctx: &Ctx<'_>, ledger: &mut Ledger) -> Result<(), OptimizeErro
     Ok(())
 }
 
-/// The task-model spend of an experiment's spot checks, read from their job folders: it is on
-/// disk as soon as a trial ends, so a kill loses none of it. `None` when a price is unknown.
+/// The task-model spend of one job's trials, read from its folder: it is on disk as soon as a
+/// trial ends, so a kill loses none of it. `None` when a price is unknown.
+fn job_cost(dir: &std::path::Path) -> Option<f64> {
+    autoagent_harbor::cost::sum(
+        autoagent_harbor::JobDir::new(dir)
+            .trial_results()
+            .into_iter()
+            .filter_map(|r| r.agent_result)
+            .map(|a| a.cost_usd),
+    )
+}
+
+/// The task-model spend of an experiment's spot checks. `None` when a price is unknown.
 fn spot_cost(jobs_dir: &std::path::Path, id: ExperimentId) -> Option<f64> {
-    let mut total = Some(0.0);
-    for job in std::fs::read_dir(jobs_dir).into_iter().flatten().flatten() {
-        let name = job.file_name();
-        if !matches!(ExperimentId::parse_job(&name.to_string_lossy()), Some((i, JobKind::Spot(_))) if i == id)
-        {
-            continue;
-        }
-        for r in autoagent_harbor::JobDir::new(job.path()).trial_results() {
-            if let Some(a) = r.agent_result {
-                total = add_cost(total, a.cost_usd);
-            }
-        }
-    }
-    total
+    let is_spot = |name: &str| matches!(ExperimentId::parse_job(name), Some((i, JobKind::Spot(_))) if i == id);
+    autoagent_harbor::cost::sum(
+        std::fs::read_dir(jobs_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|job| is_spot(&job.file_name().to_string_lossy()))
+            .map(|job| job_cost(&job.path())),
+    )
 }
 
 /// A meta-agent session for experiment `id`, tried again (from the incumbent) when its
@@ -825,10 +831,10 @@ async fn experiment(ctx: &Ctx<'_>, ledger: &mut Ledger) -> Result<(), OptimizeEr
     };
     let tasks = ctx.train_names();
     let total = cand.tallies.total(&tasks);
+    let ran = ran_by(ctx, id);
     ctx.say(&format!(
-        "{id}: {status} after {} look(s), {} trial(s): {}/{} passed, size {size} (incumbent {}): {}",
+        "{id}: {status} after {} look(s), {ran} trial(s): {}/{} passed, size {size} (incumbent {}): {}",
         compared.looks,
-        ran_by(ctx, id),
         total.passes,
         total.attempts,
         incumbent.harness_size,
@@ -860,7 +866,7 @@ async fn experiment(ctx: &Ctx<'_>, ledger: &mut Ledger) -> Result<(), OptimizeEr
         job_dir: id.ledger_job_dir(),
         policy: ctx.policy.label(),
         looks: compared.looks,
-        attempts: ran_by(ctx, id),
+        attempts: ran,
     })?;
     ctx.states.clear();
     Ok(())
@@ -892,15 +898,11 @@ fn ran_by(ctx: &Ctx<'_>, id: ExperimentId) -> u64 {
 
 /// Task-model spend of experiment `id`'s jobs of the given kinds, read from their trials.
 fn cost_of(jobs_dir: &std::path::Path, id: ExperimentId, kinds: &[JobKind]) -> Option<f64> {
-    let mut total = Some(0.0);
-    for kind in kinds {
-        for r in autoagent_harbor::JobDir::new(jobs_dir.join(id.job(*kind))).trial_results() {
-            if let Some(a) = r.agent_result {
-                total = add_cost(total, a.cost_usd);
-            }
-        }
-    }
-    total
+    autoagent_harbor::cost::sum(
+        kinds
+            .iter()
+            .map(|kind| job_cost(&jobs_dir.join(id.job(*kind)))),
+    )
 }
 
 /// Spend of the run so far, this unfinished experiment's included (unknown prices count 0).
@@ -934,6 +936,7 @@ async fn compare(
     loop {
         let history = History::load(&ctx.ws.jobs_dir());
         let candidate = history.job(id, JobKind::Train);
+        let inc_job = history.job(id, JobKind::Incumbent);
         let targets = match state.look.take() {
             Some(t) => t,
             None => {
@@ -981,7 +984,6 @@ async fn compare(
                         });
                     }
                 };
-                let inc_job = history.job(id, JobKind::Incumbent);
                 let mut t = LookTargets::default();
                 for r in requests {
                     let (map, have) = match r.arm {
@@ -995,12 +997,11 @@ async fn compare(
             }
         };
         // The look must fit in what is left: its new trials at their tasks' cost so far.
-        let history_inc = history.job(id, JobKind::Incumbent);
         let mut look_cost = Some(0.0);
         let mut new_trials = 0u64;
         for (map, have) in [
             (&targets.candidate, &candidate),
-            (&targets.incumbent, &history_inc),
+            (&targets.incumbent, &inc_job),
         ] {
             for (task, n) in map {
                 let add = n.saturating_sub(have.finished(task));
@@ -1042,7 +1043,7 @@ async fn compare(
             targets
                 .incumbent
                 .iter()
-                .map(|(t, n)| n.saturating_sub(history_inc.finished(t)))
+                .map(|(t, n)| n.saturating_sub(inc_job.finished(t)))
                 .sum::<u32>(),
             ctx.policy.label()
         ));
