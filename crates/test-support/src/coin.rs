@@ -24,7 +24,10 @@ pub fn fixture_dir() -> PathBuf {
 }
 
 /// Writes one task per probability into `tasks_dir` (`coin-0` …), all sharing one image.
-pub fn write_tasks(tasks_dir: &Path, probabilities: &[f64]) {
+/// `series` goes into each instruction: the scripted coin's draws are counted per process and
+/// per instruction, so tests that run in one process at once need series of their own to stay
+/// reproducible.
+pub fn write_tasks(tasks_dir: &Path, probabilities: &[f64], series: &str) {
     for (i, p) in probabilities.iter().enumerate() {
         let dir = tasks_dir.join(format!("coin-{i}"));
         for sub in ["environment", "tests"] {
@@ -37,7 +40,9 @@ pub fn write_tasks(tasks_dir: &Path, probabilities: &[f64]) {
         .unwrap();
         std::fs::write(
             dir.join("instruction.md"),
-            format!("Write the word ok into /app/out.txt (task {i}). pass-probability={p}\n"),
+            format!(
+                "Write the word ok into /app/out.txt (task {i}, series {series}). pass-probability={p}\n"
+            ),
         )
         .unwrap();
         std::fs::write(

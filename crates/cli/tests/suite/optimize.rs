@@ -313,7 +313,7 @@ fn sequential_killed_at_every_look_then_resumed_loses_and_double_counts_nothing(
     let run = autoagent(&["init", ws.to_str().unwrap()], dir.path());
     assert!(run.out.status.success(), "{}", run.context());
     std::fs::remove_dir_all(ws.join("tasks")).unwrap();
-    coin::write_tasks(&ws.join("tasks"), &coin::PROBABILITIES);
+    coin::write_tasks(&ws.join("tasks"), &coin::PROBABILITIES, "kill-e");
     coin::write_baseline_prompt(&ws.join("harness"));
     let fixtures = coin::fixture_dir();
     let args: Vec<String> = vec![

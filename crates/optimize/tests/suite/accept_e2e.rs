@@ -17,9 +17,14 @@ use super::support::{Lines, dump, ledger, options, workspace};
 
 /// A workspace of the six coin tasks under `accept` (an `[accept]` section), at the baseline
 /// prompt, stopping after `experiments`.
-async fn coin_workspace(root: &Path, accept: &str, extra: &str) -> autoagent_optimize::Workspace {
+async fn coin_workspace(
+    root: &Path,
+    accept: &str,
+    extra: &str,
+    series: &str,
+) -> autoagent_optimize::Workspace {
     let mut ws = workspace(root, &[], &format!("{extra}\n[accept]\n{accept}\n")).await;
-    coin::write_tasks(&root.join("tasks"), &coin::PROBABILITIES);
+    coin::write_tasks(&root.join("tasks"), &coin::PROBABILITIES, series);
     coin::write_baseline_prompt(&root.join("harness"));
     ws.config.eval.concurrency = 3;
     ws
@@ -57,7 +62,7 @@ async fn sequential_keeps_the_helpful_edit_discards_the_others_and_spends_less_t
 
     // The default policy.
     let root = dir.path().join("sequential");
-    let mut ws = coin_workspace(&root, "policy = \"sequential\"", "").await;
+    let mut ws = coin_workspace(&root, "policy = \"sequential\"", "", "policies-b").await;
     ws.config.optimize.max_iterations = Some(3);
     let lines = Lines::default();
     let r = optimize(
@@ -115,7 +120,7 @@ async fn sequential_keeps_the_helpful_edit_discards_the_others_and_spends_less_t
 
     // The same script under greedy k=3.
     let root_g = dir.path().join("greedy");
-    let mut wg = coin_workspace(&root_g, "policy = \"greedy\"\nk = 3", "").await;
+    let mut wg = coin_workspace(&root_g, "policy = \"greedy\"\nk = 3", "", "policies-b").await;
     wg.config.optimize.max_iterations = Some(3);
     let r = optimize(
         &wg,
@@ -153,7 +158,7 @@ async fn the_forecast_stops_the_loop_before_the_budget_is_overrun() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("ws");
     let budget = 0.12;
-    let mut ws = coin_workspace(&root, "policy = \"sequential\"", "").await;
+    let mut ws = coin_workspace(&root, "policy = \"sequential\"", "", "budget").await;
     ws.config.optimize.budget_usd = Some(budget);
     // A holdout task too: its evaluation of a would-be keep is part of the forecast.
     ws.config.optimize.holdout = autoagent_settings::Holdout::Tasks(vec!["coin-5".into()]);
@@ -195,7 +200,7 @@ async fn the_trial_cache_serves_a_spot_checked_tree_and_a_re_proposed_one() {
     };
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("ws");
-    let mut ws = coin_workspace(&root, "policy = \"sequential\"", "").await;
+    let mut ws = coin_workspace(&root, "policy = \"sequential\"", "", "cache").await;
     ws.config.optimize.max_iterations = Some(3);
     let fixtures = coin::fixture_dir();
     let opts = options(
