@@ -245,6 +245,13 @@ pub trait Sandbox: Send + Sync {
     fn lost(&self) -> Option<String> {
         None
     }
+    /// Whether [`EnvironmentSpec::mounts`] are bind mounts of this machine's paths, so what the
+    /// sandbox writes under a mount's target is on the host at once. `false` (a Kubernetes pod,
+    /// a Docker host on another machine): each target is an ordinary directory inside the
+    /// sandbox, and the caller collects it with [`Sandbox::download`].
+    fn host_mounts(&self) -> bool {
+        true
+    }
     /// Whether the sandbox still exists and runs, asked when an operation on it failed. The
     /// default is [`Liveness::Unknown`], which callers read as the host's fault.
     async fn liveness(&self) -> Liveness {

@@ -679,6 +679,10 @@ impl Sandbox for PoolSandbox {
         self.member().lost_since(self.lease.generation)
     }
 
+    fn host_mounts(&self) -> bool {
+        self.sandbox.host_mounts()
+    }
+
     /// A drained host is unreachable whatever its sandbox would say; otherwise the host's own
     /// answer (the failure may be the agent's).
     async fn liveness(&self) -> crate::Liveness {
