@@ -20,8 +20,21 @@ pub struct TrialContext {
     pub agent_dir: PathBuf,
     /// The agent phase's effective timeout; `None` is unlimited.
     pub timeout: Option<Duration>,
-    /// `[agent].user`.
+    /// `[agent].user` (a step's `agent.user` when it sets one).
     pub user: Option<String>,
+    /// The step being run, for a multi-step task (its `steps/<name>/` holds its solution).
+    pub step: Option<String>,
+}
+
+impl TrialContext {
+    /// The reference solution's dir: the step's `solution/` when it has one, else the task's.
+    pub fn solution_dir(&self) -> PathBuf {
+        self.step
+            .as_ref()
+            .map(|s| self.task.step_dir(s).join("solution"))
+            .filter(|d| d.is_dir())
+            .unwrap_or_else(|| self.task.solution_dir())
+    }
 }
 
 /// Why an agent stopped early. Harbor's exception class names are the stable keys.
@@ -118,10 +131,10 @@ impl TrialAgent for OracleAgent {
         ctx: &TrialContext,
         _partial: &std::sync::Mutex<AgentResult>,
     ) -> Result<AgentResult, AgentError> {
-        let solution = ctx.task.solution_dir();
+        let solution = ctx.solution_dir();
         if !solution.join("solve.sh").is_file() {
             return Err(AgentError::FileNotFound(format!(
-                "task `{}`: solution/solve.sh not found ({})",
+                "task `{}`: solve.sh not found ({})",
                 ctx.task.name,
                 solution.join("solve.sh").display()
             )));

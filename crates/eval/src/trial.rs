@@ -14,12 +14,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use autoagent_harbor::config::{
+    ArtifactSpec, MultiStepRewardStrategy, StepConfig, VerifierEnvironmentMode,
+};
 use autoagent_harbor::exception::ExceptionType;
 use autoagent_harbor::fs::read_shared;
 use autoagent_harbor::result::{
-    AgentInfo, AgentResult, ExceptionInfo, Integrity, Rewards, TaskId, TimingInfo, TrialResult,
-    VerifierResult,
+    AgentInfo, AgentResult, ExceptionInfo, Integrity, Rewards, StepResult, TaskId, TimingInfo,
+    TrialResult, VerifierResult,
 };
+use autoagent_harbor::task::VerifierDefinition;
 use autoagent_harbor::{Task, TrialDir};
 use autoagent_sandbox::{Backend, EnvironmentSpec, ExecRequest, Mount, Sandbox, SandboxError};
 use chrono::Utc;
@@ -166,7 +170,7 @@ pub(crate) async fn run_trial(
         },
         agent_result: None,
         verifier_result: None,
-        verifier_environment_mode: "shared".to_owned(),
+        verifier_environment_mode: Some("shared".to_owned()),
         exception_info: None,
         started_at: Some(Utc::now()),
         finished_at: None,
@@ -242,11 +246,17 @@ pub(crate) async fn run_trial(
                 &log,
             );
         }
+        if sb.lost().is_none() {
+            collect_logs(sb.as_ref(), trial_dir, &log).await;
+        }
         give_back_logs(sb.as_ref(), trial_dir).await;
         if let Err(e) = sb.destroy().await {
             log.line(&format!("destroying the sandbox: {e}"));
         }
         log.line("sandbox removed");
+    }
+    if task.config.has_steps() {
+        remove_empty_mount_dirs(trial_dir);
     }
     finish(result, trial_dir, &log)
 }
@@ -270,12 +280,7 @@ fn record(result: &mut TrialResult, f: Failure, trial_dir: &TrialDir, log: &Tria
         trial_dir.exception_path(),
         format!("{}: {}\n\n{}\n", f.kind, f.message, f.detail),
     );
-    result.exception_info = Some(ExceptionInfo {
-        exception_type: f.kind,
-        exception_message: f.message,
-        exception_traceback: f.detail,
-        occurred_at: Utc::now(),
-    });
+    result.exception_info = Some(exception_info(f));
 }
 
 /// Files written into the bind-mounted log dirs by root in the container are owned by root on
@@ -380,6 +385,7 @@ async fn run_phases(
         agent_dir: trial_dir.agent_dir(),
         timeout: scaled(cfg.agent.timeout_sec, m),
         user: user.clone(),
+        step: None,
     };
     let mut agent_setup = TimingInfo::start();
     let setup_res = tokio::time::timeout(AGENT_SETUP_TIMEOUT, agent.setup(sb, &ctx)).await;
@@ -396,95 +402,801 @@ async fn run_phases(
         Ok(Ok(())) => {}
     }
 
-    // The verifier's ground as the agent finds it (integrity.rs).
-    let verifier_env = verifier_env(task);
-    let (ground, note) =
-        crate::integrity::before(sb, task, &trial_dir.verifier_dir(), &verifier_env).await;
-    if let Some(note) = note {
-        log.line(&note);
-    }
-
-    // 3. Agent run, under the agent timeout. A timeout or a non-zero exit is recorded and the
-    // trial goes on to the verifier; so does a sandbox the agent broke (see the module doc);
-    // anything else ends it here.
-    let mut exec = TimingInfo::start();
-    result.agent_execution = Some(exec.clone());
-    log.line(&format!(
-        "agent {} running (timeout {:?})",
-        agent.name(),
-        ctx.timeout
-    ));
-    let partial = Mutex::new(AgentResult::default());
-    let run = agent.run(&task.instruction, sb, &ctx, &partial);
-    let outcome = match ctx.timeout {
-        Some(t) => match tokio::time::timeout(t, run).await {
-            Ok(r) => r,
-            Err(_) => Err(AgentError::Timeout(t)),
-        },
-        None => run.await,
+    let phases = Phases {
+        spec,
+        trial_dir,
+        backend,
+        agent,
+        log,
+        on_host,
     };
-    exec.finish();
-    result.agent_execution = Some(exec);
-    // What broke in the sandbox the agent left, for the verifier's message.
-    let mut broken: Vec<String> = Vec::new();
-    match outcome {
-        Ok(agent_result) => result.agent_result = Some(agent_result),
-        Err(e) => {
-            // What the agent had counted before it stopped is still its result.
-            result.agent_result = partial.lock().ok().map(|p| p.clone());
-            match &e {
-                AgentError::Sandbox(se) => {
-                    let note = blame(sb, se, "during the agent phase").await?;
-                    log.line(&format!("the agent's sandbox broke: {note}"));
-                    broken.push(note);
-                }
-                _ if !e.continues_to_verifier() => return Err(agent_failure(&e)),
-                _ => record(result, agent_failure(&e), trial_dir, log),
-            }
-        }
+    if cfg.has_steps() {
+        return phases.steps(ctx, result, sandbox).await;
     }
-    log.line("agent finished");
+    let mode = cfg.verifier_mode();
+    result.verifier_environment_mode = Some(mode.as_str().to_owned());
+    let shared = mode == VerifierEnvironmentMode::Shared;
 
-    // The verifier's ground again, before anything of the verifier runs.
-    let now = match crate::integrity::after(sb, &ground, &trial_dir.verifier_dir(), &verifier_env)
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            let note = blame(sb, &e, "checking the verifier's ground").await?;
-            log.line(&format!("integrity: {note}"));
-            crate::integrity::host_only(&trial_dir.verifier_dir())
-        }
-    };
-    let evidence = crate::integrity::evidence(&ground, &now);
-    if !evidence.is_empty() {
-        for e in &evidence {
-            log.line(&format!("integrity: suspect: {e}"));
-        }
+    // 3. Agent run, watched by the integrity monitor when the verifier shares the sandbox.
+    let verifier_env = verifier_env(&cfg.verifier.env, None);
+    let run = phases
+        .run_agent(sb, &task.instruction, &ctx, shared.then_some(&verifier_env))
+        .await?;
+    result.agent_execution = Some(run.timing);
+    result.agent_result = run.agent_result;
+    if let Some(f) = run.failure {
+        record(result, f, trial_dir, log);
+    }
+    if !run.evidence.is_empty() {
         result.integrity = Some(Integrity::Suspect);
-        result.integrity_evidence = Some(evidence);
+        result.integrity_evidence = Some(run.evidence);
     }
 
     // 4. Artifacts, after the agent and before the verifier.
-    collect_artifacts(sb, task, trial_dir, log).await;
+    collect_artifacts(sb, &cfg.artifacts, trial_dir, log).await;
 
     // 5. Verifier.
-    if !spec.disable_verification {
-        let mut vt = TimingInfo::start();
-        result.verifier = Some(vt.clone());
-        let verdict = verify(sb, task, trial_dir, m, &verifier_env, broken).await;
-        vt.finish();
-        result.verifier = Some(vt);
-        let rewards = verdict?;
+    if spec.disable_verification {
+        return Ok(());
+    }
+    let plan = VerifyPlan {
+        tests: vec![task.tests_dir()],
+        script: "/tests/test.sh".to_owned(),
+        timeout: Duration::from_secs_f64((cfg.verifier.timeout_sec * m).max(0.0)),
+        user: cfg.verifier.user.as_ref().map(ToString::to_string),
+        env: verifier_env,
+    };
+    let mut vt = TimingInfo::start();
+    result.verifier = Some(vt.clone());
+    let verdict = if shared {
+        verify(sb, &plan, trial_dir, run.broken).await
+    } else {
+        // The agent's sandbox has no further use: it goes before the verifier's starts.
+        if let Some(sb) = sandbox.take() {
+            release(sb, trial_dir, log).await;
+        }
+        let def = task.verifier_definition(None).ok_or_else(|| {
+            Failure::new(
+                ExceptionType::RuntimeError,
+                "the separate verifier's environment did not resolve",
+            )
+        })?;
+        phases
+            .separate_verifier(&def, &plan, &cfg.artifacts, "trial")
+            .await
+    };
+    vt.finish();
+    result.verifier = Some(vt);
+    let rewards = verdict?;
+    log.line(&format!(
+        "rewards: {}",
+        serde_json::to_string(&rewards).unwrap_or_default()
+    ));
+    result.verifier_result = Some(VerifierResult {
+        rewards: Some(rewards),
+    });
+    Ok(())
+}
+
+/// Hands the log dirs back and removes a sandbox whose work is done.
+async fn release(sb: Box<dyn Sandbox>, trial_dir: &TrialDir, log: &TrialLog) {
+    collect_logs(sb.as_ref(), trial_dir, log).await;
+    give_back_logs(sb.as_ref(), trial_dir).await;
+    if let Err(e) = sb.destroy().await {
+        log.line(&format!("destroying the sandbox {}: {e}", sb.id()));
+    }
+}
+
+/// For a sandbox whose log dirs are not bind mounts of this machine's (a Kubernetes pod, a
+/// Docker host elsewhere): copies `/logs/agent` and `/logs/artifacts` into the trial dir, so
+/// every backend leaves the same trial folder. `/logs/verifier` is copied by the verifier.
+async fn collect_logs(sb: &dyn Sandbox, trial_dir: &TrialDir, log: &TrialLog) {
+    if sb.host_mounts() {
+        return;
+    }
+    for (host, target) in trial_dir.mounts() {
+        if target == VERIFIER_LOGS {
+            continue;
+        }
+        if let Err(e) = sb.download(target, &host).await {
+            log.line(&format!("collecting {target} from the sandbox: {e}"));
+        }
+    }
+}
+
+/// `/logs/verifier` copied to the trial dir when it is not a bind mount (see [`collect_logs`]).
+async fn collect_verifier_logs(sb: &dyn Sandbox, trial_dir: &TrialDir) -> Result<(), SandboxError> {
+    if sb.host_mounts() {
+        return Ok(());
+    }
+    sb.download(VERIFIER_LOGS, &trial_dir.verifier_dir()).await
+}
+
+const VERIFIER_LOGS: &str = "/logs/verifier";
+
+/// What one agent run left.
+struct AgentRun {
+    timing: TimingInfo,
+    agent_result: Option<AgentResult>,
+    /// A timeout or a non-zero exit, recorded while the trial goes on to the verifier.
+    failure: Option<Failure>,
+    /// What broke in the sandbox the agent left, for the verifier's message.
+    broken: Vec<String>,
+    /// The integrity monitor's evidence (empty: nothing of the verifier's ground changed).
+    evidence: Vec<String>,
+}
+
+/// The trial's fixed parts, shared by its phases.
+struct Phases<'a> {
+    spec: &'a TrialSpec,
+    trial_dir: &'a TrialDir,
+    backend: &'a dyn Backend,
+    agent: &'a dyn TrialAgent,
+    log: &'a TrialLog,
+    on_host: &'a (dyn Fn(&str) + Send + Sync),
+}
+
+impl Phases<'_> {
+    /// Runs the agent under its timeout. A timeout or a non-zero exit is recorded and the trial
+    /// goes on to the verifier; so does a sandbox the agent broke (see the module doc);
+    /// anything else ends the trial (`Err`). With `watch` (the verifier's env), the integrity
+    /// monitor snapshots the verifier's ground before and after.
+    async fn run_agent(
+        &self,
+        sb: &dyn Sandbox,
+        instruction: &str,
+        ctx: &TrialContext,
+        watch: Option<&std::collections::BTreeMap<String, String>>,
+    ) -> Result<AgentRun, Failure> {
+        let (trial_dir, log, agent) = (self.trial_dir, self.log, self.agent);
+        let ground = match watch {
+            Some(env) => {
+                let (ground, note) =
+                    crate::integrity::before(sb, &ctx.task, &trial_dir.verifier_dir(), env).await;
+                if let Some(note) = note {
+                    log.line(&note);
+                }
+                Some(ground)
+            }
+            None => None,
+        };
+        let mut timing = TimingInfo::start();
         log.line(&format!(
-            "rewards: {}",
-            serde_json::to_string(&rewards).unwrap_or_default()
+            "agent {} running{} (timeout {:?})",
+            agent.name(),
+            ctx.step
+                .as_ref()
+                .map(|s| format!(" step {s}"))
+                .unwrap_or_default(),
+            ctx.timeout
         ));
-        result.verifier_result = Some(VerifierResult {
-            rewards: Some(rewards),
-        });
+        let partial = Mutex::new(AgentResult::default());
+        let run = agent.run(instruction, sb, ctx, &partial);
+        let outcome = match ctx.timeout {
+            Some(t) => match tokio::time::timeout(t, run).await {
+                Ok(r) => r,
+                Err(_) => Err(AgentError::Timeout(t)),
+            },
+            None => run.await,
+        };
+        timing.finish();
+        let mut out = AgentRun {
+            timing,
+            agent_result: None,
+            failure: None,
+            broken: Vec::new(),
+            evidence: Vec::new(),
+        };
+        match outcome {
+            Ok(r) => out.agent_result = Some(r),
+            Err(e) => {
+                // What the agent had counted before it stopped is still its result.
+                out.agent_result = partial.lock().ok().map(|p| p.clone());
+                match &e {
+                    AgentError::Sandbox(se) => {
+                        let note = blame(sb, se, "during the agent phase").await?;
+                        log.line(&format!("the agent's sandbox broke: {note}"));
+                        out.broken.push(note);
+                    }
+                    _ if !e.continues_to_verifier() && ctx.step.is_none() => {
+                        return Err(agent_failure(&e));
+                    }
+                    // A step records any agent failure on itself (Harbor's `_run_step_agent`).
+                    _ => out.failure = Some(agent_failure(&e)),
+                }
+            }
+        }
+        log.line("agent finished");
+        collect_logs(sb, trial_dir, log).await;
+
+        // The verifier's ground again, before anything of the verifier runs.
+        if let (Some(ground), Some(env)) = (ground, watch) {
+            if !sb.host_mounts()
+                && let Err(e) = collect_verifier_logs(sb, trial_dir).await
+            {
+                log.line(&format!("integrity: collecting {VERIFIER_LOGS}: {e}"));
+            }
+            let now =
+                match crate::integrity::after(sb, &ground, &trial_dir.verifier_dir(), env).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let note = blame(sb, &e, "checking the verifier's ground").await?;
+                        log.line(&format!("integrity: {note}"));
+                        crate::integrity::host_only(&trial_dir.verifier_dir())
+                    }
+                };
+            out.evidence = crate::integrity::evidence(&ground, &now);
+            for e in &out.evidence {
+                log.line(&format!("integrity: suspect: {e}"));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Harbor's separate verifier (`_run_separate_verifier`): a fresh sandbox from the
+    /// verifier's own environment, with only `/logs/verifier` shared; the collected artifacts
+    /// are put back at their source paths (the convention dir at `/logs/artifacts`), the
+    /// tests uploaded unless the image brings them, and the verifier run there. The sandbox
+    /// is removed afterwards, whatever happened.
+    async fn separate_verifier(
+        &self,
+        def: &VerifierDefinition,
+        plan: &VerifyPlan,
+        artifacts: &[ArtifactSpec],
+        key: &str,
+    ) -> Result<Rewards, Failure> {
+        let (spec, trial_dir, log) = (self.spec, self.trial_dir, self.log);
+        let env = &def.config;
+        let host_env = |k: &str| std::env::var(k).ok();
+        let env_spec = EnvironmentSpec {
+            name: format!("{}-verifier", spec.task.name),
+            build_context: env
+                .docker_image
+                .is_none()
+                .then(|| def.dir.clone())
+                .filter(|d| d.is_dir()),
+            docker_image: env.docker_image.clone(),
+            force_build: false,
+            cpus: env.cpus,
+            memory_mb: env.memory_mb,
+            network: env.network_mode != autoagent_harbor::config::NetworkMode::NoNetwork
+                && spec.task.config.verifier.network_mode
+                    != Some(autoagent_harbor::config::NetworkMode::NoNetwork),
+            env: env
+                .env
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        autoagent_harbor::config::resolve_env_template(v, host_env),
+                    )
+                })
+                .collect(),
+            workdir: env.workdir.clone(),
+            mounts: vec![Mount {
+                host: trial_dir.verifier_dir(),
+                target: VERIFIER_LOGS.to_owned(),
+            }],
+            labels: spec.labels.clone(),
+            start_timeout: scaled(
+                Some(spec.task.config.environment.build_timeout_sec),
+                spec.timeout_multiplier,
+            ),
+        };
+        log.line(&format!(
+            "starting the separate verifier environment ({key})"
+        ));
+        let sb = self.backend.start(&env_spec).await.map_err(|e| {
+            let mut f = Failure::from(e);
+            f.message = format!("starting the separate verifier environment: {}", f.message);
+            f
+        })?;
+        match sb.host() {
+            Some(host) => {
+                log.line(&format!(
+                    "verifier environment {} up on host {host}",
+                    sb.id()
+                ));
+                (self.on_host)(&host);
+            }
+            None => log.line(&format!("verifier environment {} up", sb.id())),
+        }
+        let verdict = async {
+            let prepare = ExecRequest::new(format!(
+                "rm -rf {VERIFIER_LOGS} && mkdir -p {VERIFIER_LOGS} && chmod 777 {VERIFIER_LOGS}"
+            ))
+            .user(Some("root".to_owned()));
+            let prepared = sb.exec(prepare).await.map_err(Failure::from)?;
+            if prepared.exit_code != Some(0) {
+                return Err(Failure::new(
+                    ExceptionType::RuntimeError,
+                    format!(
+                        "emptying {VERIFIER_LOGS} in the verifier environment: {}",
+                        prepared.stderr.trim()
+                    ),
+                ));
+            }
+            upload_artifacts(sb.as_ref(), artifacts, trial_dir, log).await?;
+            let plan = if def.bundled_tests {
+                VerifyPlan {
+                    tests: Vec::new(),
+                    ..plan.clone()
+                }
+            } else {
+                plan.clone()
+            };
+            verify(sb.as_ref(), &plan, trial_dir, Vec::new()).await
+        }
+        .await;
+        give_back_logs(sb.as_ref(), trial_dir).await;
+        if let Err(e) = sb.destroy().await {
+            log.line(&format!("destroying the verifier environment: {e}"));
+        }
+        log.line("verifier environment removed");
+        verdict
+    }
+}
+
+impl Phases<'_> {
+    /// A multi-step trial (Harbor's `MultiStepTrial._run`): each step in order in the one
+    /// sandbox — its `workdir/` uploaded to the workdir, its `setup.sh` run, its healthcheck,
+    /// the agent with the step's instruction, the artifacts, the step's verifier (shared, or
+    /// separate) — and the step's `agent/`, `verifier/` and `artifacts/` moved to
+    /// `steps/<name>/`. A step that failed without a verifier result, or whose rewards are
+    /// below its `min_reward`, ends the trial. The trial's reward is the steps' mean per key
+    /// (missing keys count 0, steps without a result are left out) or, with
+    /// `multi_step_reward_strategy = "final"`, the last step's.
+    ///
+    /// A step's failure is the step's (`step_results[i].exception_info`), as in Harbor; only a
+    /// failure of the infrastructure fails the trial (and is retried).
+    async fn steps(
+        &self,
+        base: TrialContext,
+        result: &mut TrialResult,
+        sandbox: &mut Option<Box<dyn Sandbox>>,
+    ) -> Result<(), Failure> {
+        let (spec, trial_dir, log) = (self.spec, self.trial_dir, self.log);
+        let task = &spec.task;
+        let cfg = &task.config;
+        let m = spec.timeout_multiplier;
+        let steps = cfg.step_list();
+        result.verifier_environment_mode = None;
+        let mut step_results: Vec<StepResult> = Vec::new();
+        let mut evidence: Vec<String> = Vec::new();
+        // A shared verifier leaves its tests and outputs in the sandbox: the next step's agent
+        // must not find them.
+        let mut verifier_dirs_used = false;
+        for (index, step) in steps.iter().enumerate() {
+            let last = index + 1 == steps.len();
+            let mut sr = StepResult::new(&step.name);
+            log.line(&format!(
+                "step {}/{}: {}",
+                index + 1,
+                steps.len(),
+                step.name
+            ));
+            let Some(sb) = sandbox.as_deref() else {
+                return Err(Failure::new(
+                    ExceptionType::RuntimeError,
+                    format!("step `{}`: the agent's sandbox is gone", step.name),
+                ));
+            };
+            let user = step
+                .agent
+                .user
+                .as_ref()
+                .or(cfg.agent.user.as_ref())
+                .map(ToString::to_string);
+            if verifier_dirs_used {
+                let reset = format!(
+                    "rm -rf {VERIFIER_LOGS} /tests; mkdir -p {VERIFIER_LOGS} /tests && chmod 777 {VERIFIER_LOGS}"
+                );
+                let out = sb
+                    .exec(ExecRequest::new(reset).user(Some("root".to_owned())))
+                    .await;
+                if let Err(e) = out {
+                    log.line(&format!(
+                        "resetting the verifier's dirs: {}",
+                        blame(sb, &e, "resetting the verifier's dirs").await?
+                    ));
+                }
+                verifier_dirs_used = false;
+            }
+            if let Err(f) = self.prepare_step(sb, step, user.clone()).await {
+                if f.kind.is_infrastructure() {
+                    return Err(f);
+                }
+                log.line(&format!("step {}: {}: {}", step.name, f.kind, f.message));
+                sr.exception_info = Some(exception_info(f));
+            }
+            if sr.exception_info.is_none() {
+                let ctx = TrialContext {
+                    timeout: scaled(step.agent.timeout_sec.or(cfg.agent.timeout_sec), m),
+                    user,
+                    step: Some(step.name.clone()),
+                    ..base.clone()
+                };
+                let mode = cfg.step_verifier_mode(step);
+                let env = verifier_env(&cfg.verifier.env, Some(&step.verifier.env));
+                let shared = mode == VerifierEnvironmentMode::Shared;
+                let run = self
+                    .run_agent(
+                        sb,
+                        task.step_instruction(index),
+                        &ctx,
+                        shared.then_some(&env),
+                    )
+                    .await?;
+                sr.agent_execution = Some(run.timing);
+                sr.agent_result = run.agent_result;
+                if let Some(f) = run.failure {
+                    log.line(&format!("step {}: {}: {}", step.name, f.kind, f.message));
+                    sr.exception_info = Some(exception_info(f));
+                }
+                evidence.extend(
+                    run.evidence
+                        .into_iter()
+                        .map(|e| format!("step {}: {e}", step.name)),
+                );
+                let mut artifacts = cfg.artifacts.clone();
+                artifacts.extend(step.artifacts.iter().cloned());
+                collect_artifacts(sb, &artifacts, trial_dir, log).await;
+                if !spec.disable_verification {
+                    let step_tests = task.step_dir(&step.name).join("tests");
+                    let plan = VerifyPlan {
+                        tests: [task.tests_dir(), step_tests.clone()]
+                            .into_iter()
+                            .filter(|d| d.is_dir())
+                            .collect(),
+                        // The step's tests/ is uploaded after the task's, so its test.sh,
+                        // when it has one, is the one at /tests/test.sh.
+                        script: "/tests/test.sh".to_owned(),
+                        timeout: Duration::from_secs_f64((step.verifier.timeout_sec * m).max(0.0)),
+                        user: step
+                            .verifier
+                            .user
+                            .as_ref()
+                            .or(cfg.verifier.user.as_ref())
+                            .map(ToString::to_string),
+                        env,
+                    };
+                    let mut vt = TimingInfo::start();
+                    let verdict = if shared {
+                        verifier_dirs_used = true;
+                        verify(sb, &plan, trial_dir, run.broken).await
+                    } else {
+                        if last && let Some(sb) = sandbox.take() {
+                            release(sb, trial_dir, log).await;
+                        }
+                        match task.verifier_definition(Some(step)) {
+                            Some(def) => {
+                                self.separate_verifier(&def, &plan, &artifacts, &step.name)
+                                    .await
+                            }
+                            None => Err(Failure::new(
+                                ExceptionType::RuntimeError,
+                                format!(
+                                    "step `{}`: the separate verifier's environment did not resolve",
+                                    step.name
+                                ),
+                            )),
+                        }
+                    };
+                    vt.finish();
+                    sr.verifier = Some(vt);
+                    match verdict {
+                        Ok(rewards) => {
+                            log.line(&format!(
+                                "step {}: rewards: {}",
+                                step.name,
+                                serde_json::to_string(&rewards).unwrap_or_default()
+                            ));
+                            sr.verifier_result = Some(VerifierResult {
+                                rewards: Some(rewards),
+                            });
+                        }
+                        Err(f) if f.kind.is_infrastructure() => return Err(f),
+                        Err(f) => {
+                            log.line(&format!("step {}: {}: {}", step.name, f.kind, f.message));
+                            if sr.exception_info.is_none() {
+                                sr.exception_info = Some(exception_info(f));
+                            }
+                        }
+                    }
+                }
+            }
+            archive_step(trial_dir, &step.name, log);
+            let stop = if sr.exception_info.is_some() && sr.verifier_result.is_none() {
+                Some("it failed".to_owned())
+            } else if spec.disable_verification {
+                None
+            } else {
+                step.min_reward.as_ref().and_then(|min| {
+                    min.failure(sr.verifier_result.as_ref().map(rewards_f64).as_ref())
+                })
+            };
+            step_results.push(sr);
+            if let Some(why) = stop {
+                log.line(&format!(
+                    "step {}: {why}; the remaining steps are skipped",
+                    step.name
+                ));
+                break;
+            }
+        }
+        result.verifier_result = match cfg.multi_step_reward_strategy {
+            Some(MultiStepRewardStrategy::Final) => {
+                step_results.last().and_then(|s| s.verifier_result.clone())
+            }
+            _ => mean_rewards(&step_results),
+        };
+        // Harbor leaves the trial's agent_result empty for a multi-step trial; the steps'
+        // sum is put there so that tokens and cost are counted by whatever reads trials.
+        let runs: Vec<&AgentResult> = step_results
+            .iter()
+            .filter_map(|s| s.agent_result.as_ref())
+            .collect();
+        if !runs.is_empty() {
+            result.agent_result = Some(AgentResult::sum(runs.iter().copied()));
+        }
+        result.agent_execution = span(step_results.iter().map(|s| s.agent_execution.as_ref()));
+        result.verifier = span(step_results.iter().map(|s| s.verifier.as_ref()));
+        if !evidence.is_empty() {
+            result.integrity = Some(Integrity::Suspect);
+            result.integrity_evidence = Some(evidence);
+        }
+        if let Some(r) = &result.verifier_result {
+            log.line(&format!(
+                "rewards: {}",
+                serde_json::to_string(&r.rewards).unwrap_or_default()
+            ));
+        }
+        result.step_results = Some(step_results);
+        Ok(())
+    }
+
+    /// A step's preparation (Harbor's `_prepare_step`): its `workdir/` uploaded into the
+    /// sandbox's working directory, its `workdir/setup.sh` run there, its healthcheck.
+    async fn prepare_step(
+        &self,
+        sb: &dyn Sandbox,
+        step: &StepConfig,
+        user: Option<String>,
+    ) -> Result<(), Failure> {
+        let dir = self.spec.task.step_dir(&step.name).join("workdir");
+        let pwd = sb
+            .exec(ExecRequest::new("pwd").user(user.clone()))
+            .await
+            .map_err(Failure::from)?;
+        let workdir = match pwd.stdout.trim() {
+            "" => "/".to_owned(),
+            w => w.to_owned(),
+        };
+        if dir.is_dir() {
+            sb.upload(&dir, &workdir).await.map_err(Failure::from)?;
+        }
+        if dir.join("setup.sh").is_file() {
+            let script = format!("{}/setup.sh", workdir.trim_end_matches('/'));
+            let out = sb
+                .exec(
+                    ExecRequest::new(format!("bash {}", autoagent_sandbox::shell_quote(&script)))
+                        .user(user),
+                )
+                .await
+                .map_err(Failure::from)?;
+            if out.exit_code != Some(0) {
+                return Err(Failure::new(
+                    ExceptionType::RuntimeError,
+                    format!(
+                        "Step '{}' setup.sh exited with code {}: {}",
+                        step.name,
+                        out.exit_code.map_or("-".to_owned(), |c| c.to_string()),
+                        out.stderr.trim()
+                    ),
+                ));
+            }
+        }
+        if let Some(hc) = &step.healthcheck {
+            healthcheck(sb, hc).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Moves the contents of the trial's `agent/`, `verifier/` and `artifacts/` into
+/// `steps/<name>/` (Harbor's `_archive_step_outputs`). The dirs themselves stay: they are the
+/// sandbox's bind-mount sources (the convention dir `artifacts/logs/artifacts` among them).
+fn archive_step(trial_dir: &TrialDir, step: &str, log: &TrialLog) {
+    let to = trial_dir.step_dir(step);
+    let keep = trial_dir.artifacts_dir().join("logs/artifacts");
+    for (from, name) in [
+        (trial_dir.agent_dir(), "agent"),
+        (trial_dir.verifier_dir(), "verifier"),
+        (trial_dir.artifacts_dir(), "artifacts"),
+    ] {
+        if let Err(e) = move_contents(&from, &to.join(name), &keep) {
+            log.line(&format!(
+                "moving {} to {}: {e}",
+                from.display(),
+                to.display()
+            ));
+        }
+    }
+}
+
+/// Moves everything inside `from` into `to`, except that `keep` (a dir somewhere below `from`)
+/// and its parents stay in place, with only their contents moved.
+fn move_contents(from: &Path, to: &Path, keep: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if keep.starts_with(&src) && entry.file_type()?.is_dir() {
+            move_contents(&src, &dst, keep)?;
+        } else {
+            if dst.exists() {
+                if dst.is_dir() {
+                    std::fs::remove_dir_all(&dst)?;
+                } else {
+                    std::fs::remove_file(&dst)?;
+                }
+            }
+            std::fs::rename(&src, &dst)?;
+        }
     }
     Ok(())
+}
+
+/// Removes the trial's `agent/`, `verifier/` and `artifacts/` when nothing is left in them (a
+/// multi-step trial moved it all to `steps/`): Harbor's `cleanup_empty_mount_dirs`.
+fn remove_empty_mount_dirs(trial_dir: &TrialDir) {
+    fn prune(dir: &Path) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        let mut empty = true;
+        for e in entries.flatten() {
+            let p = e.path();
+            if !(e.file_type().is_ok_and(|t| t.is_dir()) && prune(&p)) {
+                empty = false;
+            }
+        }
+        empty && std::fs::remove_dir(dir).is_ok()
+    }
+    for d in [
+        trial_dir.agent_dir(),
+        trial_dir.verifier_dir(),
+        trial_dir.artifacts_dir(),
+    ] {
+        prune(&d);
+    }
+}
+
+fn rewards_f64(v: &VerifierResult) -> std::collections::BTreeMap<String, f64> {
+    v.rewards
+        .iter()
+        .flatten()
+        .filter_map(|(k, n)| Some((k.clone(), n.as_f64()?)))
+        .collect()
+}
+
+/// Harbor's `_aggregate_step_rewards`: per key, the mean over the steps that have a verifier
+/// result, a key a step lacks counting 0.
+fn mean_rewards(steps: &[StepResult]) -> Option<VerifierResult> {
+    let valid: Vec<std::collections::BTreeMap<String, f64>> = steps
+        .iter()
+        .filter_map(|s| s.verifier_result.as_ref())
+        .map(rewards_f64)
+        .collect();
+    let keys: std::collections::BTreeSet<&String> = valid.iter().flat_map(|r| r.keys()).collect();
+    if keys.is_empty() {
+        return None;
+    }
+    let n = valid.len() as f64;
+    let rewards = keys
+        .into_iter()
+        .filter_map(|k| {
+            let mean = valid
+                .iter()
+                .map(|r| r.get(k).copied().unwrap_or(0.0))
+                .sum::<f64>()
+                / n;
+            Some((k.clone(), serde_json::Number::from_f64(mean)?))
+        })
+        .collect();
+    Some(VerifierResult {
+        rewards: Some(rewards),
+    })
+}
+
+/// From the first start to the last finish of several phases.
+fn span<'a>(parts: impl Iterator<Item = Option<&'a TimingInfo>>) -> Option<TimingInfo> {
+    let parts: Vec<&TimingInfo> = parts.flatten().collect();
+    if parts.is_empty() {
+        return None;
+    }
+    Some(TimingInfo {
+        started_at: parts.iter().filter_map(|t| t.started_at).min(),
+        finished_at: parts.iter().filter_map(|t| t.finished_at).max(),
+    })
+}
+
+fn exception_info(f: Failure) -> ExceptionInfo {
+    ExceptionInfo {
+        exception_type: f.kind,
+        exception_message: f.message,
+        exception_traceback: f.detail,
+        occurred_at: Utc::now(),
+    }
+}
+
+/// Puts the collected artifacts into a separate verifier's sandbox where the agent left them
+/// (Harbor's `upload_artifacts`): the convention dir's copy to `/logs/artifacts`, each task
+/// artifact to its `source`. An artifact that was not collected is skipped.
+async fn upload_artifacts(
+    sb: &dyn Sandbox,
+    artifacts: &[ArtifactSpec],
+    trial_dir: &TrialDir,
+    log: &TrialLog,
+) -> Result<(), Failure> {
+    let mut entries = vec![(
+        trial_dir.artifacts_dir().join("logs/artifacts"),
+        "/logs/artifacts".to_owned(),
+    )];
+    for a in artifacts {
+        let Some(dest) = artifact_destination(a) else {
+            continue;
+        };
+        entries.push((trial_dir.artifacts_dir().join(dest), a.source().to_owned()));
+    }
+    for (host, target) in entries {
+        let Ok(meta) = std::fs::symlink_metadata(&host) else {
+            continue;
+        };
+        if meta.is_dir() {
+            let reset = format!(
+                "rm -rf {0} && mkdir -p {0} && chmod 777 {0}",
+                autoagent_sandbox::shell_quote(&target)
+            );
+            sb.exec(ExecRequest::new(reset).user(Some("root".to_owned())))
+                .await
+                .map_err(Failure::from)?;
+        } else if !meta.is_file() {
+            log.line(&format!(
+                "artifact {target}: not a file or directory; not uploaded"
+            ));
+            continue;
+        }
+        sb.upload(&host, &target).await.map_err(|e| {
+            let mut f = Failure::from(e);
+            f.message = format!(
+                "uploading the artifact {target} to the verifier: {}",
+                f.message
+            );
+            f
+        })?;
+    }
+    Ok(())
+}
+
+/// An artifact's path under `<trial>/artifacts/`, or `None` when it would leave it.
+fn artifact_destination(a: &ArtifactSpec) -> Option<String> {
+    let destination = match a {
+        ArtifactSpec::Table {
+            destination: Some(d),
+            ..
+        } => d.trim_start_matches('/').to_owned(),
+        ArtifactSpec::Table { source, .. } | ArtifactSpec::Path(source) => {
+            source.trim_start_matches('/').to_owned()
+        }
+    };
+    (!Path::new(&destination)
+        .components()
+        .any(|c| c == std::path::Component::ParentDir))
+    .then_some(destination)
 }
 
 /// Whose fault a sandbox failure after the agent phase started is: the infrastructure's (an
@@ -502,12 +1214,15 @@ async fn blame(sb: &dyn Sandbox, e: &SandboxError, when: &str) -> Result<String,
     })
 }
 
-/// The verifier's env, `${VAR}` templates resolved from the host.
-fn verifier_env(task: &Task) -> std::collections::BTreeMap<String, String> {
-    task.config
-        .verifier
-        .env
+/// The verifier's env: the task's `[verifier] env`, then a step's over it, `${VAR}` templates
+/// resolved from the host.
+fn verifier_env(
+    task_env: &std::collections::BTreeMap<String, String>,
+    step_env: Option<&std::collections::BTreeMap<String, String>>,
+) -> std::collections::BTreeMap<String, String> {
+    task_env
         .iter()
+        .chain(step_env.into_iter().flatten())
         .map(|(k, v)| {
             (
                 k.clone(),
@@ -556,9 +1271,21 @@ async fn healthcheck(
     ))
 }
 
-/// Harbor's `Verifier.verify`: stale rewards removed, `/tests` copied in after the agent,
-/// `(/tests/test.sh) > /logs/verifier/test-stdout.txt 2>&1` under the verifier timeout with its
-/// exit code ignored, then `reward.json` before `reward.txt`.
+/// What a verifier run needs: the dirs copied into `/tests` (in order: a step's tests go over
+/// the task's), the script, its time limit, user and env.
+#[derive(Debug, Clone)]
+struct VerifyPlan {
+    tests: Vec<PathBuf>,
+    script: String,
+    timeout: Duration,
+    user: Option<String>,
+    env: std::collections::BTreeMap<String, String>,
+}
+
+/// Harbor's `Verifier.verify`: stale rewards removed, the tests copied to `/tests` after the
+/// agent, `(/tests/test.sh) > /logs/verifier/test-stdout.txt 2>&1` under the verifier timeout
+/// with its exit code ignored, `/logs/verifier` copied out when it is not a bind mount, then
+/// `reward.json` before `reward.txt`.
 ///
 /// It runs in the sandbox the agent left: a step that fails while the sandbox is still there
 /// is noted and the next step tried, as Harbor's exec would return a failed command; only a
@@ -567,38 +1294,38 @@ async fn healthcheck(
 /// explains a missing reward file.
 async fn verify(
     sb: &dyn Sandbox,
-    task: &Task,
+    plan: &VerifyPlan,
     trial_dir: &TrialDir,
-    multiplier: f64,
-    env: &std::collections::BTreeMap<String, String>,
     mut broken: Vec<String>,
 ) -> Result<Rewards, Failure> {
-    let cfg = &task.config.verifier;
     // Harbor removes stale rewards, uploads tests/, then chmods test.sh; the upload touches
     // neither reward file, so one exec after it does both and saves a round trip.
     for f in ["reward.txt", "reward.json"] {
         let _ = std::fs::remove_file(trial_dir.verifier_dir().join(f));
     }
-    if let Err(e) = sb.upload(&task.tests_dir(), "/tests").await {
-        let note = blame(sb, &e, "uploading tests/ to /tests")
-            .await
-            .map_err(|f| Failure {
-                kind: ExceptionType::AddTestsDirError,
-                ..f
-            })?;
-        broken.push(note);
+    for dir in &plan.tests {
+        if let Err(e) = sb.upload(dir, "/tests").await {
+            let note = blame(sb, &e, "uploading tests/ to /tests")
+                .await
+                .map_err(|f| Failure {
+                    kind: ExceptionType::AddTestsDirError,
+                    ..f
+                })?;
+            broken.push(note);
+        }
     }
-    let prepare = ExecRequest::new(
-        "rm -f -- /logs/verifier/reward.txt /logs/verifier/reward.json; chmod +x /tests/test.sh",
-    )
+    let script = autoagent_sandbox::shell_quote(&plan.script);
+    let prepare = ExecRequest::new(format!(
+        "rm -f -- {VERIFIER_LOGS}/reward.txt {VERIFIER_LOGS}/reward.json; chmod +x {script}"
+    ))
     .user(Some("root".to_owned()));
     if let Err(e) = sb.exec(prepare).await {
-        broken.push(blame(sb, &e, "preparing /tests/test.sh").await?);
+        broken.push(blame(sb, &e, "preparing the test script").await?);
     }
-    let timeout = Duration::from_secs_f64((cfg.timeout_sec * multiplier).max(0.0));
-    let run = ExecRequest::new("(/tests/test.sh) > /logs/verifier/test-stdout.txt 2>&1")
-        .user(cfg.user.as_ref().map(ToString::to_string))
-        .env(env.clone())
+    let timeout = plan.timeout;
+    let run = ExecRequest::new(format!("({script}) > {VERIFIER_LOGS}/test-stdout.txt 2>&1"))
+        .user(plan.user.clone())
+        .env(plan.env.clone())
         .timeout(Some(timeout));
     match sb.exec(run).await {
         Ok(out) if out.timed_out => {
@@ -613,13 +1340,17 @@ async fn verify(
             let said = format!("{}\n{}", out.stdout.trim(), out.stderr.trim());
             if out.exit_code != Some(0) && !said.trim().is_empty() {
                 broken.push(format!(
-                    "running /tests/test.sh: exit {}: {}",
+                    "running {}: exit {}: {}",
+                    plan.script,
                     out.exit_code.map_or("-".to_owned(), |c| c.to_string()),
                     autoagent_harbor::text::cut_middle(said.trim(), 400, "…")
                 ));
             }
         }
-        Err(e) => broken.push(blame(sb, &e, "running /tests/test.sh").await?),
+        Err(e) => broken.push(blame(sb, &e, &format!("running {}", plan.script)).await?),
+    }
+    if let Err(e) = collect_verifier_logs(sb, trial_dir).await {
+        broken.push(blame(sb, &e, &format!("copying {VERIFIER_LOGS} out")).await?);
     }
     read_rewards(&trial_dir.verifier_dir()).map_err(|mut f| {
         if f.kind == ExceptionType::RewardFileNotFoundError && !broken.is_empty() {
@@ -726,7 +1457,12 @@ fn parse_reward_json(text: &str) -> Result<Rewards, Failure> {
 
 /// Downloads the task's `artifacts` into `<trial>/artifacts/` mirroring their paths, and writes
 /// `artifacts/manifest.json`. `/logs/artifacts` is bind-mounted and needs no copy.
-async fn collect_artifacts(sb: &dyn Sandbox, task: &Task, trial_dir: &TrialDir, log: &TrialLog) {
+async fn collect_artifacts(
+    sb: &dyn Sandbox,
+    artifacts: &[ArtifactSpec],
+    trial_dir: &TrialDir,
+    log: &TrialLog,
+) {
     let mut manifest = vec![serde_json::json!({
         "source": "/logs/artifacts",
         "destination": "logs/artifacts",
@@ -735,7 +1471,7 @@ async fn collect_artifacts(sb: &dyn Sandbox, task: &Task, trial_dir: &TrialDir, 
         "service": "main",
         "exclude": [],
     })];
-    for a in &task.config.artifacts {
+    for a in artifacts {
         let source = a.source().to_owned();
         let (destination, exclude) = match a {
             autoagent_harbor::config::ArtifactSpec::Table {

@@ -19,7 +19,8 @@ pub struct TaskConfig {
     pub artifacts: Vec<ArtifactSpec>,
     pub task: Option<PackageInfo>,
     pub metadata: BTreeMap<String, toml::Value>,
-    pub steps: Option<Vec<toml::Value>>,
+    /// `[[steps]]`: a multi-step task when not empty.
+    pub steps: Option<Vec<StepConfig>>,
     pub agent: AgentConfig,
     pub verifier: VerifierConfig,
     pub environment: EnvironmentConfig,
@@ -123,6 +124,76 @@ pub struct AgentConfig {
     pub allowed_hosts: Option<Vec<String>>,
 }
 
+/// One `[[steps]]` entry of a multi-step task (Harbor's `StepConfig`): the step's files are in
+/// `steps/<name>/` (`instruction.md`, `tests/`, `solution/`, `workdir/` with an optional
+/// `setup.sh`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepConfig {
+    pub name: String,
+    /// Overrides of `[agent]`: a `timeout_sec` or `user` left unset falls back to the task's.
+    #[serde(default)]
+    pub agent: AgentConfig,
+    /// The step's verifier. Harbor reads it as a whole `VerifierConfig`, so its `timeout_sec`
+    /// defaults to 600 s (not to the task's), and its `env` is merged over the task's.
+    #[serde(default)]
+    pub verifier: VerifierConfig,
+    /// The remaining steps are skipped when this step's rewards are below it.
+    #[serde(default)]
+    pub min_reward: Option<MinReward>,
+    /// Run after the step's setup and before its agent, beside the environment's own.
+    #[serde(default)]
+    pub healthcheck: Option<Healthcheck>,
+    /// Collected after this step, beside the task's `artifacts`.
+    #[serde(default)]
+    pub artifacts: Vec<ArtifactSpec>,
+}
+
+/// `min_reward`: a number gates on the `reward` key, a table on each key it names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MinReward {
+    Reward(f64),
+    Keys(BTreeMap<String, f64>),
+}
+
+impl MinReward {
+    /// `None` when `rewards` meet every threshold, else the first key that does not, as
+    /// Harbor words it (a missing key or a missing result counts as minus infinity).
+    pub fn failure(&self, rewards: Option<&BTreeMap<String, f64>>) -> Option<String> {
+        let keys: Vec<(&str, f64)> = match self {
+            Self::Reward(r) => vec![("reward", *r)],
+            Self::Keys(m) => m.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
+        };
+        for (key, threshold) in keys {
+            let actual = rewards
+                .and_then(|r| r.get(key).copied())
+                .unwrap_or(f64::NEG_INFINITY);
+            if actual < threshold {
+                return Some(format!("{key}={actual} below min_reward {threshold}"));
+            }
+        }
+        None
+    }
+}
+
+/// `[verifier] environment_mode`: whether the verifier runs in the agent's sandbox or in a
+/// container of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifierEnvironmentMode {
+    Shared,
+    Separate,
+}
+
+impl VerifierEnvironmentMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shared => "shared",
+            Self::Separate => "separate",
+        }
+    }
+}
+
 /// `[verifier]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -130,8 +201,9 @@ pub struct VerifierConfig {
     pub timeout_sec: f64,
     pub env: BTreeMap<String, String>,
     pub user: Option<UserSpec>,
-    pub environment_mode: Option<String>,
-    pub environment: Option<toml::Value>,
+    pub environment_mode: Option<VerifierEnvironmentMode>,
+    /// The separate verifier's environment, same schema as `[environment]`.
+    pub environment: Option<EnvironmentConfig>,
     pub collect: Vec<CollectHook>,
     pub network_mode: Option<NetworkMode>,
     pub allowed_hosts: Option<Vec<String>>,
@@ -359,7 +431,60 @@ pub struct SolutionConfig {
 /// The longest time any phase may be given (a year): beyond it, durations overflow.
 pub const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
 
+impl VerifierConfig {
+    /// This verifier's own mode, before inheritance: explicit, else separate when it has an
+    /// environment, else not said here (Harbor's `_resolve_mode`).
+    fn own_mode(&self) -> Option<VerifierEnvironmentMode> {
+        self.environment_mode.or_else(|| {
+            self.environment
+                .is_some()
+                .then_some(VerifierEnvironmentMode::Separate)
+        })
+    }
+}
+
 impl TaskConfig {
+    /// Whether `[[steps]]` makes this a multi-step task (an empty list does not).
+    pub fn has_steps(&self) -> bool {
+        self.steps.as_ref().is_some_and(|s| !s.is_empty())
+    }
+
+    /// The steps, in order (none for a single-step task).
+    pub fn step_list(&self) -> &[StepConfig] {
+        self.steps.as_deref().unwrap_or_default()
+    }
+
+    /// Where the single-step verifier runs (`resolve_task_verifier_mode`).
+    pub fn verifier_mode(&self) -> VerifierEnvironmentMode {
+        self.verifier
+            .own_mode()
+            .unwrap_or(VerifierEnvironmentMode::Shared)
+    }
+
+    /// Where a step's verifier runs: the step's own mode, else the task's
+    /// (`resolve_step_verifier_mode`).
+    pub fn step_verifier_mode(&self, step: &StepConfig) -> VerifierEnvironmentMode {
+        step.verifier
+            .own_mode()
+            .unwrap_or_else(|| self.verifier_mode())
+    }
+
+    /// The environment a separate verifier runs in (`resolve_effective_verifier_env_config`):
+    /// the step's `[verifier.environment]`, else the task's, else a copy of `[environment]`.
+    /// `None` when the verifier is shared.
+    pub fn verifier_environment(&self, step: Option<&StepConfig>) -> Option<EnvironmentConfig> {
+        let mode = match step {
+            Some(s) => self.step_verifier_mode(s),
+            None => self.verifier_mode(),
+        };
+        if mode != VerifierEnvironmentMode::Separate {
+            return None;
+        }
+        step.and_then(|s| s.verifier.environment.clone())
+            .or_else(|| self.verifier.environment.clone())
+            .or_else(|| Some(self.environment.clone()))
+    }
+
     /// Checks the numbers serde cannot: finite, not negative, not absurd. Returns the field and
     /// what was expected.
     pub fn validate(&self) -> Result<(), (String, String)> {
@@ -396,6 +521,36 @@ impl TaskConfig {
         for (i, c) in self.verifier.collect.iter().enumerate() {
             secs(&format!("verifier.collect[{i}].timeout_sec"), c.timeout_sec)?;
         }
+        shared_without_environment("verifier", &self.verifier)?;
+        let mut names = std::collections::BTreeSet::new();
+        for (i, step) in self.step_list().iter().enumerate() {
+            let at = |f: &str| format!("steps[{i}].{f}");
+            if let Err(why) = check_step_name(&step.name) {
+                return Err((at("name"), why));
+            }
+            // Step names are directory names: two that differ only in case would collide on
+            // a case-insensitive file system, as Harbor's `step_name_key` refuses.
+            if !names.insert(step.name.to_lowercase()) {
+                return Err((
+                    at("name"),
+                    format!(
+                        "duplicate step name {:?}: step names must be unique",
+                        step.name
+                    ),
+                ));
+            }
+            if let Some(t) = step.agent.timeout_sec {
+                secs(&at("agent.timeout_sec"), t)?;
+            }
+            secs(&at("verifier.timeout_sec"), step.verifier.timeout_sec)?;
+            shared_without_environment(&format!("steps[{i}].verifier"), &step.verifier)?;
+            if !step.verifier.collect.is_empty() {
+                return Err((
+                    at("verifier.collect"),
+                    "collect hooks are read from the task's [[verifier.collect]] only".to_owned(),
+                ));
+            }
+        }
         if let Some(c) = self.environment.cpus
             && !(c.is_finite() && c > 0.0 && c <= 4096.0)
         {
@@ -414,6 +569,51 @@ impl TaskConfig {
         }
         Ok(())
     }
+}
+
+/// Harbor refuses `environment_mode = "shared"` beside a verifier environment.
+fn shared_without_environment(at: &str, v: &VerifierConfig) -> Result<(), (String, String)> {
+    if v.environment_mode == Some(VerifierEnvironmentMode::Shared) && v.environment.is_some() {
+        return Err((
+            format!("{at}.environment_mode"),
+            format!(
+                "\"shared\" is incompatible with [{at}.environment]; either omit the environment or set environment_mode = \"separate\""
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Harbor's `validate_step_name`: a step name is one portable directory name.
+fn check_step_name(name: &str) -> Result<(), String> {
+    const DEVICES: [&str; 22] = [
+        "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
+        "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+    ];
+    let stem = name
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(' ');
+    let bad = name.trim().is_empty()
+        || name == "."
+        || name == ".."
+        || name.ends_with(['.', ' '])
+        || name
+            .chars()
+            .any(|c| c.is_control() || "<>:\"/\\|?*".contains(c))
+        || DEVICES.iter().any(|d| d.eq_ignore_ascii_case(stem));
+    if bad {
+        return Err(format!(
+            "invalid step name {name:?}: expected a non-empty, portable directory name, without path separators, control characters, Windows reserved characters or device names, or trailing dots or spaces"
+        ));
+    }
+    if name.len() > 255 {
+        return Err(format!(
+            "invalid step name {name:?}: at most 255 UTF-8 bytes"
+        ));
+    }
+    Ok(())
 }
 
 /// Resolves `${VAR}` and `${VAR:-default}` templates from the given lookup
@@ -506,6 +706,89 @@ a = 1
         assert_eq!(resolve_env_template("${NOPE:-dflt}", look), "dflt");
         assert_eq!(resolve_env_template("${NOPE}", look), "");
         assert_eq!(resolve_env_template("plain", look), "plain");
+    }
+
+    #[test]
+    fn steps_and_verifier_modes_resolve_as_harbor_does() {
+        let c: TaskConfig = toml::from_str(
+            r#"
+[agent]
+timeout_sec = 30
+[[steps]]
+name = "one"
+min_reward = 1.0
+[steps.agent]
+user = "agent"
+[[steps]]
+name = "two"
+min_reward = { tests = 0.5 }
+[steps.verifier]
+environment_mode = "separate"
+timeout_sec = 10
+[steps.verifier.environment]
+docker_image = "grader:1"
+"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert!(c.has_steps());
+        let [one, two] = c.step_list() else {
+            panic!("{c:?}")
+        };
+        assert_eq!(
+            one.verifier.timeout_sec, 600.0,
+            "a step's verifier has its own default"
+        );
+        assert_eq!(c.step_verifier_mode(one), VerifierEnvironmentMode::Shared);
+        assert_eq!(c.step_verifier_mode(two), VerifierEnvironmentMode::Separate);
+        assert_eq!(c.verifier_environment(Some(one)), None);
+        assert_eq!(
+            c.verifier_environment(Some(two))
+                .and_then(|e| e.docker_image),
+            Some("grader:1".to_owned())
+        );
+        let r = BTreeMap::from([("reward".to_owned(), 0.5)]);
+        assert_eq!(
+            one.min_reward.as_ref().unwrap().failure(Some(&r)),
+            Some("reward=0.5 below min_reward 1".to_owned())
+        );
+        assert_eq!(
+            two.min_reward.as_ref().unwrap().failure(Some(&r)),
+            Some("tests=-inf below min_reward 0.5".to_owned())
+        );
+        assert_eq!(
+            one.min_reward.as_ref().unwrap().failure(None).is_some(),
+            true
+        );
+
+        // A verifier environment alone means separate; without one, separate copies
+        // [environment].
+        let c: TaskConfig = toml::from_str(
+            "[environment]\ncpus = 2\n[verifier]\nenvironment_mode = \"separate\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.verifier_mode(), VerifierEnvironmentMode::Separate);
+        assert_eq!(c.verifier_environment(None).unwrap().cpus, Some(2.0));
+        let c: TaskConfig =
+            toml::from_str("[verifier.environment]\ndocker_image = \"g\"\n").unwrap();
+        assert_eq!(c.verifier_mode(), VerifierEnvironmentMode::Separate);
+
+        let bad = |text: &str| {
+            toml::from_str::<TaskConfig>(text)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+        };
+        assert_eq!(
+            bad("[verifier]\nenvironment_mode = \"shared\"\n[verifier.environment]\ncpus = 1\n").0,
+            "verifier.environment_mode"
+        );
+        assert_eq!(bad("[[steps]]\nname = \"a/b\"\n").0, "steps[0].name");
+        assert_eq!(
+            bad("[[steps]]\nname = \"x\"\n[[steps]]\nname = \"X\"\n").0,
+            "steps[1].name"
+        );
+        assert_eq!(bad("[[steps]]\nname = \"nul.txt\"\n").0, "steps[0].name");
     }
 
     #[test]

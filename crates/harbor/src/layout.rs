@@ -130,6 +130,11 @@ impl TrialDir {
     pub fn artifacts_dir(&self) -> PathBuf {
         self.0.join("artifacts")
     }
+    /// `steps/<name>/`: a multi-step trial's `agent/`, `verifier/` and `artifacts/` of that
+    /// step.
+    pub fn step_dir(&self, step: &str) -> PathBuf {
+        self.0.join("steps").join(step)
+    }
     pub fn trajectory_path(&self) -> PathBuf {
         self.agent_dir().join("trajectory.json")
     }

@@ -94,7 +94,9 @@ pub struct TrialResult {
     pub agent_info: AgentInfo,
     pub agent_result: Option<AgentResult>,
     pub verifier_result: Option<VerifierResult>,
-    pub verifier_environment_mode: String,
+    /// `shared` or `separate`; `null` for a multi-step trial (Harbor resolves it per step and
+    /// does not record it).
+    pub verifier_environment_mode: Option<String>,
     pub exception_info: Option<ExceptionInfo>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -102,7 +104,8 @@ pub struct TrialResult {
     pub agent_setup: Option<TimingInfo>,
     pub agent_execution: Option<TimingInfo>,
     pub verifier: Option<TimingInfo>,
-    pub step_results: Option<serde_json::Value>,
+    /// One entry per step that ran, for a multi-step trial; `null` otherwise.
+    pub step_results: Option<Vec<StepResult>>,
     /// Not Harbor's: set on a trial restored from autoagent's trial cache, to the trial dir
     /// whose measurement it copies. Absent (and not written) for a trial that ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,6 +129,61 @@ pub struct TrialResult {
     /// changed). Absent when `integrity` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub integrity_evidence: Option<Vec<String>>,
+}
+
+/// One step of a multi-step trial (Harbor's `StepResult`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepResult {
+    pub step_name: String,
+    #[serde(default)]
+    pub agent_result: Option<AgentResult>,
+    #[serde(default)]
+    pub verifier_result: Option<VerifierResult>,
+    #[serde(default)]
+    pub exception_info: Option<ExceptionInfo>,
+    #[serde(default)]
+    pub agent_execution: Option<TimingInfo>,
+    #[serde(default)]
+    pub verifier: Option<TimingInfo>,
+}
+
+impl StepResult {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            step_name: name.into(),
+            agent_result: None,
+            verifier_result: None,
+            exception_info: None,
+            agent_execution: None,
+            verifier: None,
+        }
+    }
+}
+
+impl AgentResult {
+    /// The sum of several runs' counts (the steps of a multi-step trial): a count is known
+    /// when every run knows it.
+    pub fn sum<'a>(parts: impl IntoIterator<Item = &'a AgentResult> + Clone) -> AgentResult {
+        fn add<T: std::ops::Add<Output = T> + Copy>(
+            values: impl Iterator<Item = Option<T>>,
+        ) -> Option<T> {
+            let mut total: Option<T> = None;
+            for v in values {
+                let v = v?;
+                total = Some(total.map_or(v, |t| t + v));
+            }
+            total
+        }
+        AgentResult {
+            n_input_tokens: add(parts.clone().into_iter().map(|a| a.n_input_tokens)),
+            n_cache_tokens: add(parts.clone().into_iter().map(|a| a.n_cache_tokens)),
+            n_output_tokens: add(parts.clone().into_iter().map(|a| a.n_output_tokens)),
+            cost_usd: add(parts.into_iter().map(|a| a.cost_usd)),
+            model_usage: None,
+            rollout_details: None,
+            metadata: None,
+        }
+    }
 }
 
 /// The verifier-integrity verdict of a trial (`"integrity"` in `result.json`).

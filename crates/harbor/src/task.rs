@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::config::TaskConfig;
+use crate::config::{StepConfig, TaskConfig};
 
 /// What went wrong loading a task: always names the task, the file and, when known, the field.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -19,7 +19,7 @@ pub struct TaskError {
     pub message: String,
 }
 
-/// A loaded, validated single-step task.
+/// A loaded, validated task (single-step, or multi-step with `[[steps]]`).
 #[derive(Debug, Clone)]
 pub struct Task {
     /// `[task].name` when set, else the directory name.
@@ -27,8 +27,11 @@ pub struct Task {
     /// Absolute path of the task dir.
     pub dir: PathBuf,
     pub config: TaskConfig,
-    /// `instruction.md` with leading canary lines removed.
+    /// `instruction.md` with leading canary lines removed; empty for a multi-step task, whose
+    /// instructions are its steps'.
     pub instruction: String,
+    /// Each step's `instruction.md`, canary lines removed, in step order.
+    pub step_instructions: Vec<String>,
     /// Where a registry dataset's task came from (`None` for a local task).
     pub origin: Option<crate::registry::TaskOrigin>,
 }
@@ -88,44 +91,6 @@ impl Task {
             .as_ref()
             .map(|t| t.name.clone())
             .unwrap_or(dir_name);
-        if config.steps.is_some() {
-            return Err(err(
-                &name,
-                "task.toml",
-                Some("steps".to_owned()),
-                "multi-step tasks ([[steps]]) are not supported yet; only single-step tasks run"
-                    .to_owned(),
-            ));
-        }
-        // Features that would change the score if silently skipped are refused by name.
-        let separate = config.verifier.environment.is_some()
-            || config
-                .verifier
-                .environment_mode
-                .as_deref()
-                .is_some_and(|m| m != "shared");
-        if separate {
-            return Err(err(
-                &name,
-                "task.toml",
-                Some(
-                    if config.verifier.environment.is_some() {
-                        "verifier.environment"
-                    } else {
-                        "verifier.environment_mode"
-                    }
-                    .to_owned(),
-                ),
-                format!(
-                    "{}: a separate verifier environment is not supported yet; only the shared one (the verifier runs in the agent's sandbox) runs",
-                    if config.verifier.environment.is_some() {
-                        "[verifier.environment]"
-                    } else {
-                        "verifier.environment_mode"
-                    }
-                ),
-            ));
-        }
         if !config.verifier.collect.is_empty() {
             return Err(err(
                 &name,
@@ -154,39 +119,164 @@ impl Task {
                     .to_owned(),
             ));
         }
-        let instruction = std::fs::read_to_string(dir.join("instruction.md")).map_err(|e| {
-            err(
-                &name,
-                "instruction.md",
-                None,
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    "missing: a single-step task needs an instruction.md".to_owned()
-                } else {
-                    format!("cannot read: {e}")
-                },
-            )
-        })?;
-        if !verification_disabled && !dir.join("tests").join("test.sh").is_file() {
-            return Err(err(
-                &name,
-                "tests/test.sh",
-                None,
-                "missing: the verifier runs tests/test.sh".to_owned(),
-            ));
-        }
+        let read_instruction = |rel: &str, what: &str| {
+            std::fs::read_to_string(dir.join(rel))
+                .map(|t| strip_canary(&t))
+                .map_err(|e| {
+                    err(
+                        &name,
+                        rel,
+                        None,
+                        if e.kind() == std::io::ErrorKind::NotFound {
+                            format!("missing: {what} needs an instruction.md")
+                        } else {
+                            format!("cannot read: {e}")
+                        },
+                    )
+                })
+        };
+        let mut step_instructions = Vec::new();
+        let instruction = if config.has_steps() {
+            // Harbor's `_validate_tests`: each step has its dir and instruction, and a test
+            // script of its own or the task's, unless its verifier image brings its tests.
+            for step in config.step_list() {
+                let rel = format!("steps/{}", step.name);
+                step_instructions.push(read_instruction(
+                    &format!("{rel}/instruction.md"),
+                    &format!("step `{}`", step.name),
+                )?);
+                if !verification_disabled
+                    && !verifier_image_brings_tests(&dir, &config, Some(step))
+                    && !dir.join(&rel).join("tests/test.sh").is_file()
+                    && !dir.join("tests/test.sh").is_file()
+                {
+                    return Err(err(
+                        &name,
+                        &format!("{rel}/tests/test.sh"),
+                        None,
+                        format!(
+                            "missing: step `{}` is verified by {rel}/tests/test.sh, or by the task's tests/test.sh when it has none",
+                            step.name
+                        ),
+                    ));
+                }
+            }
+            String::new()
+        } else {
+            let text = read_instruction("instruction.md", "a single-step task")?;
+            if !verification_disabled
+                && !verifier_image_brings_tests(&dir, &config, None)
+                && !dir.join("tests").join("test.sh").is_file()
+            {
+                return Err(err(
+                    &name,
+                    "tests/test.sh",
+                    None,
+                    "missing: the verifier runs tests/test.sh".to_owned(),
+                ));
+            }
+            text
+        };
         Ok(Self {
             name,
             dir,
             config,
-            instruction: strip_canary(&instruction),
+            instruction,
+            step_instructions,
             origin: None,
         })
+    }
+
+    /// `steps/<name>/`.
+    pub fn step_dir(&self, step: &str) -> PathBuf {
+        self.dir.join("steps").join(step)
+    }
+
+    /// A step's `instruction.md`, canary lines removed (read when the task was loaded).
+    pub fn step_instruction(&self, index: usize) -> &str {
+        self.step_instructions.get(index).map_or("", String::as_str)
+    }
+
+    /// Where and how a separate verifier runs, or `None` when it shares the agent's sandbox
+    /// (Harbor's `resolve_verifier_environment_definition`).
+    pub fn verifier_definition(&self, step: Option<&StepConfig>) -> Option<VerifierDefinition> {
+        verifier_definition(&self.dir, &self.config, step)
     }
 
     /// Harbor's `task_checksum` ([`crate::dirhash`]): the same value Harbor writes for this task.
     pub fn checksum(&self) -> String {
         crate::dirhash::task_checksum(&self.dir).unwrap_or_default()
     }
+}
+
+/// A separate verifier's environment: its settings, and what its image is made from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifierDefinition {
+    /// The resolved `[verifier.environment]` (or a copy of `[environment]`), with the image
+    /// that won.
+    pub config: crate::config::EnvironmentConfig,
+    /// The build context: `steps/<name>/tests/` or `tests/` when it has a Dockerfile (or the
+    /// verifier environment names a `docker_image`), else `environment/`.
+    pub dir: PathBuf,
+    /// The image holds the tests already (`/tests`): they are not uploaded.
+    pub bundled_tests: bool,
+}
+
+/// Harbor's image precedence for a separate verifier: the step's then the task's verifier
+/// environment, each with its tests dir: a `docker_image` there, or a `Dockerfile` /
+/// `docker-compose.yaml` in that tests dir, is an image that brings its own tests; otherwise
+/// the agent's `environment/` (or its `docker_image`) with the tests uploaded.
+fn verifier_definition(
+    dir: &Path,
+    config: &TaskConfig,
+    step: Option<&StepConfig>,
+) -> Option<VerifierDefinition> {
+    let env = config.verifier_environment(step)?;
+    let mut candidates = Vec::new();
+    if let Some(s) = step {
+        candidates.push((
+            s.verifier.environment.as_ref(),
+            dir.join("steps").join(&s.name).join("tests"),
+        ));
+    }
+    candidates.push((config.verifier.environment.as_ref(), dir.join("tests")));
+    for (declared, tests) in candidates {
+        if let Some(image) = declared.and_then(|e| e.docker_image.clone()) {
+            return Some(VerifierDefinition {
+                config: crate::config::EnvironmentConfig {
+                    docker_image: Some(image),
+                    ..env
+                },
+                dir: tests,
+                bundled_tests: true,
+            });
+        }
+        if ["Dockerfile", "docker-compose.yaml"]
+            .iter()
+            .any(|f| tests.join(f).is_file())
+        {
+            return Some(VerifierDefinition {
+                config: crate::config::EnvironmentConfig {
+                    docker_image: None,
+                    ..env
+                },
+                dir: tests,
+                bundled_tests: true,
+            });
+        }
+    }
+    Some(VerifierDefinition {
+        config: crate::config::EnvironmentConfig {
+            docker_image: config.environment.docker_image.clone(),
+            ..env
+        },
+        dir: dir.join("environment"),
+        bundled_tests: false,
+    })
+}
+
+fn verifier_image_brings_tests(dir: &Path, config: &TaskConfig, step: Option<&StepConfig>) -> bool {
+    verifier_definition(dir, config, step).is_some_and(|d| d.bundled_tests)
 }
 
 /// Parses `task.toml`, returning `(field path, message)` on failure so the caller can name both.
@@ -396,27 +486,90 @@ mod tests {
 
     #[test]
     fn features_that_do_not_run_are_refused_by_name() {
-        for (extra, field) in [
-            (
-                "[verifier]\nenvironment_mode = \"separate\"\n",
-                "verifier.environment_mode",
-            ),
-            (
-                "[verifier.environment]\ndocker_image = \"x\"\n",
-                "[verifier.environment]",
-            ),
-            (
-                "[[verifier.collect]]\ncommand = \"true\"\n",
-                "verifier.collect",
-            ),
-        ] {
-            let d = tempfile::tempdir().unwrap();
-            std::fs::create_dir_all(d.path().join("environment")).unwrap();
-            std::fs::write(d.path().join("instruction.md"), "x").unwrap();
-            std::fs::write(d.path().join("task.toml"), extra).unwrap();
-            let e = Task::load(d.path(), false).unwrap_err().to_string();
-            assert!(e.contains(field) && e.contains("not supported"), "{e}");
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("environment")).unwrap();
+        std::fs::write(d.path().join("instruction.md"), "x").unwrap();
+        std::fs::write(
+            d.path().join("task.toml"),
+            "[[verifier.collect]]\ncommand = \"true\"\n",
+        )
+        .unwrap();
+        let e = Task::load(d.path(), false).unwrap_err().to_string();
+        assert!(
+            e.contains("verifier.collect") && e.contains("not supported"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_multi_step_task_loads_its_steps_and_names_what_is_missing() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("ms");
+        std::fs::create_dir_all(t.join("environment")).unwrap();
+        std::fs::write(
+            t.join("task.toml"),
+            "[[steps]]\nname = \"first\"\n[[steps]]\nname = \"second\"\n",
+        )
+        .unwrap();
+        let e = Task::load(&t, false).unwrap_err();
+        assert_eq!(e.file, "steps/first/instruction.md", "{e}");
+        for s in ["first", "second"] {
+            std::fs::create_dir_all(t.join("steps").join(s)).unwrap();
+            std::fs::write(
+                t.join("steps").join(s).join("instruction.md"),
+                format!("<!-- canary -->\ndo {s}\n"),
+            )
+            .unwrap();
         }
+        let e = Task::load(&t, false).unwrap_err();
+        assert_eq!(e.file, "steps/first/tests/test.sh", "{e}");
+        // A step without tests of its own falls back to the task's tests/test.sh.
+        std::fs::create_dir_all(t.join("steps/first/tests")).unwrap();
+        std::fs::write(t.join("steps/first/tests/test.sh"), "true").unwrap();
+        assert_eq!(
+            Task::load(&t, false).unwrap_err().file,
+            "steps/second/tests/test.sh"
+        );
+        std::fs::create_dir_all(t.join("tests")).unwrap();
+        std::fs::write(t.join("tests/test.sh"), "true").unwrap();
+        let task = Task::load(&t, false).unwrap();
+        assert_eq!(task.instruction, "");
+        assert_eq!(task.step_instruction(0), "do first\n");
+        assert_eq!(task.step_instruction(1), "do second\n");
+        assert_eq!(
+            task.verifier_definition(Some(&task.config.step_list()[0])),
+            None
+        );
+    }
+
+    #[test]
+    fn a_separate_verifier_image_comes_from_the_step_then_the_task_then_the_environment() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("sv");
+        std::fs::create_dir_all(t.join("environment")).unwrap();
+        std::fs::write(t.join("instruction.md"), "x").unwrap();
+        std::fs::write(
+            t.join("task.toml"),
+            "[environment]\ncpus = 1.5\n[verifier]\nenvironment_mode = \"separate\"\n",
+        )
+        .unwrap();
+        // No tests/test.sh and no image of the verifier's own: the tests must be uploaded.
+        assert_eq!(Task::load(&t, false).unwrap_err().file, "tests/test.sh");
+        std::fs::create_dir_all(t.join("tests")).unwrap();
+        std::fs::write(t.join("tests/test.sh"), "true").unwrap();
+        let task = Task::load(&t, false).unwrap();
+        let def = task.verifier_definition(None).unwrap();
+        assert_eq!(
+            (def.dir, def.bundled_tests, def.config.cpus),
+            (t.join("environment"), false, Some(1.5))
+        );
+        // A Dockerfile in tests/ is the verifier's image, bringing its tests.
+        std::fs::write(t.join("tests/Dockerfile"), "FROM x\n").unwrap();
+        let def = Task::load(&t, false)
+            .unwrap()
+            .verifier_definition(None)
+            .unwrap();
+        assert_eq!((def.dir, def.bundled_tests), (t.join("tests"), true));
     }
 
     #[test]

@@ -130,6 +130,20 @@ pub struct ReportSummary {
     pub warnings: Vec<String>,
 }
 
+/// Every trial of the workspace's jobs that the verifier-integrity monitor flagged, by job and
+/// trial name. A workspace without jobs has none.
+fn suspect_trials(workspace: &Path) -> Vec<model::TrialRef> {
+    let Ok(src) = model::Source::open(workspace) else {
+        return Vec::new();
+    };
+    model::jobs(&src)
+        .iter()
+        .filter_map(|job| model::job_trials(&src, job).ok())
+        .flatten()
+        .filter(|t| t.suspect.is_some())
+        .collect()
+}
+
 /// Loads `<workspace>/results.tsv` and writes `progress.svg`, `progress.png` and `report.md`
 /// beside it. A missing, empty or malformed ledger is an error naming the file (and the line).
 pub async fn write_report(
@@ -193,7 +207,7 @@ pub async fn write_report(
     let markdown = workspace.join(MARKDOWN_FILE);
     write_atomic(
         &markdown,
-        markdown::render_markdown(&ledger, &changes).as_bytes(),
+        markdown::render_markdown(&ledger, &changes, &suspect_trials(workspace)).as_bytes(),
     )?;
 
     Ok(ReportSummary {

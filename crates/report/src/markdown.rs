@@ -138,7 +138,38 @@ fn summary_lines(ledger: &Ledger) -> Vec<String> {
     out
 }
 
-pub(crate) fn render_markdown(ledger: &Ledger, changes: &[KeptChange]) -> String {
+/// The trials the verifier-integrity monitor flagged, with its evidence, job by job.
+fn suspect_section(md: &mut String, suspects: &[crate::model::TrialRef]) {
+    if suspects.is_empty() {
+        return;
+    }
+    md.push_str("\n## Suspect trials\n\n");
+    let _ = writeln!(
+        md,
+        "{} trial{} touched what the verifier relies on; the loop counted each as a failure, \
+         whatever reward it got.\n",
+        suspects.len(),
+        if suspects.len() == 1 { "" } else { "s" }
+    );
+    md.push_str("| job | trial | task | reward | evidence |\n|---|---|---|---:|---|\n");
+    for t in suspects {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            md_cell(&t.job),
+            md_cell(&t.trial),
+            md_cell(&t.task),
+            t.reward.map_or("-".to_owned(), |r| format!("{r:.3}")),
+            md_cell(&t.suspect.as_deref().unwrap_or_default().join("; "))
+        );
+    }
+}
+
+pub(crate) fn render_markdown(
+    ledger: &Ledger,
+    changes: &[KeptChange],
+    suspects: &[crate::model::TrialRef],
+) -> String {
     let mut md = String::from("# autoagent report\n\n");
     let _ = writeln!(md, "![progress]({PNG_FILE})\n");
     md.push_str("## Summary\n\n");
@@ -157,6 +188,7 @@ pub(crate) fn render_markdown(ledger: &Ledger, changes: &[KeptChange]) -> String
             md_cell(&r.description)
         );
     }
+    suspect_section(&mut md, suspects);
     md.push_str("\n## Kept changes\n");
     if changes.is_empty() {
         md.push_str("\nNo change has been kept over the baseline yet.\n");

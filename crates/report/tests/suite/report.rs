@@ -451,6 +451,65 @@ async fn without_a_harness_repository_the_report_says_the_diffs_are_missing() {
 }
 
 #[tokio::test]
+async fn report_md_lists_the_suspect_trials_with_their_evidence_and_no_honest_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::load(&dir.path().join("results.tsv")).unwrap();
+    for (n, e) in experiments().iter().take(2).enumerate() {
+        ledger
+            .append(row(n as u32, e, format!("{:07x}", 0xabc000 + n)))
+            .unwrap();
+    }
+    let trial = |job: &str, name: &str, result: serde_json::Value| {
+        let d = dir.path().join("jobs").join(job).join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("result.json"), result.to_string()).unwrap();
+    };
+    trial(
+        "exp-0001",
+        "pytest-gate__a1",
+        serde_json::json!({
+            "task_name": "pytest-gate",
+            "verifier_result": {"rewards": {"reward": 1.0}},
+            "integrity": "suspect",
+            "integrity_evidence": ["wrote /logs/verifier/reward.txt", "`pytest` appeared on PATH: /usr/local/bin/pytest | x"]
+        }),
+    );
+    trial(
+        "exp-0001",
+        "hello-file__b2",
+        serde_json::json!({"task_name": "hello-file", "verifier_result": {"rewards": {"reward": 1.0}}}),
+    );
+    let summary = write_report(dir.path(), &ReportOptions::default())
+        .await
+        .unwrap();
+    let md = std::fs::read_to_string(&summary.markdown).unwrap();
+    let section = md
+        .split("\n## Suspect trials\n")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .unwrap_or_else(|| panic!("no suspect section:\n{md}"));
+    assert!(
+        section.contains("1 trial touched what the verifier relies on"),
+        "{section}"
+    );
+    assert!(
+        section.contains(
+            "| exp-0001 | pytest-gate__a1 | pytest-gate | 1.000 | wrote /logs/verifier/reward.txt; `pytest` appeared on PATH: /usr/local/bin/pytest \\| x |"
+        ),
+        "{section}"
+    );
+    assert!(!section.contains("hello-file"), "{section}");
+
+    // Without suspect trials there is no section.
+    std::fs::remove_dir_all(dir.path().join("jobs/exp-0001/pytest-gate__a1")).unwrap();
+    write_report(dir.path(), &ReportOptions::default())
+        .await
+        .unwrap();
+    let md = std::fs::read_to_string(&summary.markdown).unwrap();
+    assert!(!md.contains("Suspect trials"), "{md}");
+}
+
+#[tokio::test]
 async fn a_missing_empty_or_malformed_ledger_is_an_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("results.tsv");
