@@ -485,6 +485,7 @@ async fn release(sb: Box<dyn Sandbox>, trial_dir: &TrialDir, log: &TrialLog) {
     if let Err(e) = sb.destroy().await {
         log.line(&format!("destroying the sandbox {}: {e}", sb.id()));
     }
+    log.line("the agent's sandbox removed");
 }
 
 /// For a sandbox whose log dirs are not bind mounts of this machine's (a Kubernetes pod, a
@@ -702,10 +703,8 @@ impl Phases<'_> {
             None => log.line(&format!("verifier environment {} up", sb.id())),
         }
         let verdict = async {
-            let prepare = ExecRequest::new(format!(
-                "rm -rf {VERIFIER_LOGS} && mkdir -p {VERIFIER_LOGS} && chmod 777 {VERIFIER_LOGS}"
-            ))
-            .user(Some("root".to_owned()));
+            let prepare = ExecRequest::new(empty_dirs(&[VERIFIER_LOGS], true))
+                .user(Some("root".to_owned()));
             let prepared = sb.exec(prepare).await.map_err(Failure::from)?;
             if prepared.exit_code != Some(0) {
                 return Err(Failure::new(
@@ -789,7 +788,9 @@ impl Phases<'_> {
                 .map(ToString::to_string);
             if verifier_dirs_used {
                 let reset = format!(
-                    "rm -rf {VERIFIER_LOGS} /tests; mkdir -p {VERIFIER_LOGS} /tests && chmod 777 {VERIFIER_LOGS}"
+                    "{} && {}",
+                    empty_dirs(&[VERIFIER_LOGS], true),
+                    empty_dirs(&["/tests"], false)
                 );
                 let out = sb
                     .exec(ExecRequest::new(reset).user(Some("root".to_owned())))
@@ -1157,10 +1158,7 @@ async fn upload_artifacts(
             continue;
         };
         if meta.is_dir() {
-            let reset = format!(
-                "rm -rf {0} && mkdir -p {0} && chmod 777 {0}",
-                autoagent_sandbox::shell_quote(&target)
-            );
+            let reset = empty_dirs(&[&target], true);
             sb.exec(ExecRequest::new(reset).user(Some("root".to_owned())))
                 .await
                 .map_err(Failure::from)?;
@@ -1180,6 +1178,18 @@ async fn upload_artifacts(
         })?;
     }
     Ok(())
+}
+
+/// A command that leaves each dir existing and empty (Harbor's `empty_dirs`), world-writable
+/// with `chmod`. The dir itself stays: it may be a mount point.
+fn empty_dirs(dirs: &[&str], chmod: bool) -> String {
+    let quoted: Vec<String> = dirs.iter().map(|d| autoagent_sandbox::shell_quote(d)).collect();
+    let list = quoted.join(" ");
+    let mut cmd = format!("mkdir -p {list} && find {list} -mindepth 1 -delete");
+    if chmod {
+        cmd.push_str(&format!(" && chmod 777 {list}"));
+    }
+    cmd
 }
 
 /// An artifact's path under `<trial>/artifacts/`, or `None` when it would leave it.

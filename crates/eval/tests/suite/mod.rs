@@ -4,4 +4,5 @@ mod harness;
 mod integrity;
 mod pool;
 mod resume;
+mod steps;
 mod support;
