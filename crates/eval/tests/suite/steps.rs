@@ -13,6 +13,9 @@ use pretty_assertions::assert_eq;
 
 use super::support::{by_task, config, dump, run};
 
+/// A step's name, rewards and exception type.
+type StepSummary = (String, Vec<(String, f64)>, Option<String>);
+
 fn fixtures() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/steps")
 }
@@ -163,7 +166,7 @@ async fn a_multi_step_task_runs_its_steps_in_one_sandbox_and_scores_their_mean()
     let t = by_task(&o, "three-steps");
     assert_eq!(t.exception_info, None, "{d}");
     let steps = t.step_results.as_ref().unwrap_or_else(|| panic!("{d}"));
-    let per_step: Vec<(String, Vec<(String, f64)>, Option<String>)> = steps
+    let per_step: Vec<StepSummary> = steps
         .iter()
         .map(|s| {
             (
