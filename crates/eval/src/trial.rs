@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use autoagent_harbor::config::{
-    ArtifactSpec, MultiStepRewardStrategy, StepConfig, VerifierEnvironmentMode,
+    ArtifactSpec, CollectHook, MultiStepRewardStrategy, StepConfig, VerifierEnvironmentMode,
 };
 use autoagent_harbor::exception::ExceptionType;
 use autoagent_harbor::fs::read_shared;
@@ -433,7 +433,7 @@ async fn run_phases(
     }
 
     // 4. Artifacts, after the agent and before the verifier.
-    collect_artifacts(sb, &cfg.artifacts, trial_dir, log).await;
+    collect_artifacts(sb, &cfg.verifier.collect, &cfg.artifacts, trial_dir, log).await;
 
     // 5. Verifier.
     if spec.disable_verification {
@@ -703,8 +703,8 @@ impl Phases<'_> {
             None => log.line(&format!("verifier environment {} up", sb.id())),
         }
         let verdict = async {
-            let prepare = ExecRequest::new(empty_dirs(&[VERIFIER_LOGS], true))
-                .user(Some("root".to_owned()));
+            let prepare =
+                ExecRequest::new(empty_dirs(&[VERIFIER_LOGS], true)).user(Some("root".to_owned()));
             let prepared = sb.exec(prepare).await.map_err(Failure::from)?;
             if prepared.exit_code != Some(0) {
                 return Err(Failure::new(
@@ -841,7 +841,9 @@ impl Phases<'_> {
                 );
                 let mut artifacts = cfg.artifacts.clone();
                 artifacts.extend(step.artifacts.iter().cloned());
-                collect_artifacts(sb, &artifacts, trial_dir, log).await;
+                let mut hooks = cfg.verifier.collect.clone();
+                hooks.extend(step.verifier.collect.iter().cloned());
+                collect_artifacts(sb, &hooks, &artifacts, trial_dir, log).await;
                 if !spec.disable_verification {
                     let step_tests = task.step_dir(&step.name).join("tests");
                     let plan = VerifyPlan {
@@ -1183,7 +1185,10 @@ async fn upload_artifacts(
 /// A command that leaves each dir existing and empty (Harbor's `empty_dirs`), world-writable
 /// with `chmod`. The dir itself stays: it may be a mount point.
 fn empty_dirs(dirs: &[&str], chmod: bool) -> String {
-    let quoted: Vec<String> = dirs.iter().map(|d| autoagent_sandbox::shell_quote(d)).collect();
+    let quoted: Vec<String> = dirs
+        .iter()
+        .map(|d| autoagent_sandbox::shell_quote(d))
+        .collect();
     let list = quoted.join(" ");
     let mut cmd = format!("mkdir -p {list} && find {list} -mindepth 1 -delete");
     if chmod {
@@ -1469,10 +1474,30 @@ fn parse_reward_json(text: &str) -> Result<Rewards, Failure> {
 /// `artifacts/manifest.json`. `/logs/artifacts` is bind-mounted and needs no copy.
 async fn collect_artifacts(
     sb: &dyn Sandbox,
+    hooks: &[CollectHook],
     artifacts: &[ArtifactSpec],
     trial_dir: &TrialDir,
     log: &TrialLog,
 ) {
+    // `[[verifier.collect]]`: best effort, as in Harbor (a failure is a log line).
+    for hook in hooks {
+        let req = ExecRequest::new(hook.command.clone())
+            .user(hook.user.as_ref().map(ToString::to_string))
+            .timeout(Some(Duration::from_secs_f64(hook.timeout_sec.max(0.0))));
+        match sb.exec(req).await {
+            Ok(out) if out.exit_code == Some(0) => {
+                log.line(&format!("collect hook `{}` completed", hook.command));
+            }
+            Ok(out) => log.line(&format!(
+                "collect hook `{}` exited {}{}: {}",
+                hook.command,
+                out.exit_code.map_or("-".to_owned(), |c| c.to_string()),
+                if out.timed_out { " (timed out)" } else { "" },
+                autoagent_harbor::text::cut_middle(out.stderr.trim(), 400, "…")
+            )),
+            Err(e) => log.line(&format!("collect hook `{}` failed: {e}", hook.command)),
+        }
+    }
     let mut manifest = vec![serde_json::json!({
         "source": "/logs/artifacts",
         "destination": "logs/artifacts",

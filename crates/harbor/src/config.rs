@@ -544,11 +544,11 @@ impl TaskConfig {
             }
             secs(&at("verifier.timeout_sec"), step.verifier.timeout_sec)?;
             shared_without_environment(&format!("steps[{i}].verifier"), &step.verifier)?;
-            if !step.verifier.collect.is_empty() {
-                return Err((
-                    at("verifier.collect"),
-                    "collect hooks are read from the task's [[verifier.collect]] only".to_owned(),
-                ));
+            for (j, c) in step.verifier.collect.iter().enumerate() {
+                secs(
+                    &at(&format!("verifier.collect[{j}].timeout_sec")),
+                    c.timeout_sec,
+                )?;
             }
         }
         if let Some(c) = self.environment.cpus

@@ -91,13 +91,32 @@ impl Task {
             .as_ref()
             .map(|t| t.name.clone())
             .unwrap_or(dir_name);
-        if !config.verifier.collect.is_empty() {
-            return Err(err(
-                &name,
-                "task.toml",
-                Some("verifier.collect".to_owned()),
-                "[[verifier.collect]]: verifier collect hooks are not supported yet".to_owned(),
-            ));
+        // Collect hooks run in the agent's sandbox; a compose sidecar cannot be reached here.
+        let hooks = config
+            .verifier
+            .collect
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (format!("verifier.collect[{i}].service"), h))
+            .chain(config.step_list().iter().enumerate().flat_map(|(s, step)| {
+                step.verifier
+                    .collect
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, h)| (format!("steps[{s}].verifier.collect[{i}].service"), h))
+            }));
+        for (field, hook) in hooks {
+            if hook.service != "main" {
+                return Err(err(
+                    &name,
+                    "task.toml",
+                    Some(field),
+                    format!(
+                        "collect hooks in the service {:?} are not supported: only \"main\", the agent's sandbox, runs them",
+                        hook.service
+                    ),
+                ));
+            }
         }
         if config.environment.os != "linux" {
             return Err(err(
@@ -489,16 +508,26 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("environment")).unwrap();
         std::fs::write(d.path().join("instruction.md"), "x").unwrap();
+        std::fs::create_dir_all(d.path().join("tests")).unwrap();
+        std::fs::write(d.path().join("tests/test.sh"), "true").unwrap();
+        std::fs::write(
+            d.path().join("task.toml"),
+            "[[verifier.collect]]\ncommand = \"true\"\n[[verifier.collect]]\ncommand = \"true\"\nservice = \"db\"\n",
+        )
+        .unwrap();
+        let e = Task::load(d.path(), false).unwrap_err();
+        assert_eq!(
+            e.field.as_deref(),
+            Some("verifier.collect[1].service"),
+            "{e}"
+        );
+        assert!(e.message.contains("not supported"), "{e}");
         std::fs::write(
             d.path().join("task.toml"),
             "[[verifier.collect]]\ncommand = \"true\"\n",
         )
         .unwrap();
-        let e = Task::load(d.path(), false).unwrap_err().to_string();
-        assert!(
-            e.contains("verifier.collect") && e.contains("not supported"),
-            "{e}"
-        );
+        Task::load(d.path(), false).unwrap();
     }
 
     #[test]
