@@ -786,6 +786,19 @@ impl Phases<'_> {
                 .as_ref()
                 .or(cfg.agent.user.as_ref())
                 .map(ToString::to_string);
+            if !sb.host_mounts() {
+                // The last step's agent logs were collected; the next step starts without them.
+                let reset = empty_dirs(&["/logs/agent"], true);
+                if let Err(e) = sb
+                    .exec(ExecRequest::new(reset).user(Some("root".to_owned())))
+                    .await
+                {
+                    log.line(&format!(
+                        "emptying /logs/agent: {}",
+                        blame(sb, &e, "emptying /logs/agent").await?
+                    ));
+                }
+            }
             if verifier_dirs_used {
                 let reset = format!(
                     "{} && {}",
@@ -865,8 +878,22 @@ impl Phases<'_> {
                     };
                     let mut vt = TimingInfo::start();
                     let verdict = if shared {
+                        // Harbor's `_reset_shared_step_verifier_dirs`, before each shared
+                        // verifier too: what the agent (or the image) left in /tests is gone.
+                        let reset = format!(
+                            "{} && {}",
+                            empty_dirs(&[VERIFIER_LOGS], true),
+                            empty_dirs(&["/tests"], false)
+                        );
+                        let mut broken = run.broken;
+                        if let Err(e) = sb
+                            .exec(ExecRequest::new(reset).user(Some("root".to_owned())))
+                            .await
+                        {
+                            broken.push(blame(sb, &e, "emptying the verifier's dirs").await?);
+                        }
                         verifier_dirs_used = true;
-                        verify(sb, &plan, trial_dir, run.broken).await
+                        verify(sb, &plan, trial_dir, broken).await
                     } else {
                         if last && let Some(sb) = sandbox.take() {
                             release(sb, trial_dir, log).await;
@@ -908,7 +935,6 @@ impl Phases<'_> {
                     }
                 }
             }
-            archive_step(trial_dir, &step.name, log);
             let stop = if sr.exception_info.is_some() && sr.verifier_result.is_none() {
                 Some("it failed".to_owned())
             } else if spec.disable_verification {
@@ -918,6 +944,7 @@ impl Phases<'_> {
                     min.failure(sr.verifier_result.as_ref().map(rewards_f64).as_ref())
                 })
             };
+            archive_step(trial_dir, &step.name, !last && stop.is_none(), log);
             step_results.push(sr);
             if let Some(why) = stop {
                 log.line(&format!(
@@ -942,8 +969,6 @@ impl Phases<'_> {
         if !runs.is_empty() {
             result.agent_result = Some(AgentResult::sum(runs.iter().copied()));
         }
-        result.agent_execution = span(step_results.iter().map(|s| s.agent_execution.as_ref()));
-        result.verifier = span(step_results.iter().map(|s| s.verifier.as_ref()));
         if !evidence.is_empty() {
             result.integrity = Some(Integrity::Suspect);
             result.integrity_evidence = Some(evidence);
@@ -1009,7 +1034,10 @@ impl Phases<'_> {
 /// Moves the contents of the trial's `agent/`, `verifier/` and `artifacts/` into
 /// `steps/<name>/` (Harbor's `_archive_step_outputs`). The dirs themselves stay: they are the
 /// sandbox's bind-mount sources (the convention dir `artifacts/logs/artifacts` among them).
-fn archive_step(trial_dir: &TrialDir, step: &str, log: &TrialLog) {
+///
+/// With `more` (another step follows), the convention dir's contents are copied instead: Harbor
+/// never empties `/logs/artifacts` between steps.
+fn archive_step(trial_dir: &TrialDir, step: &str, more: bool, log: &TrialLog) {
     let to = trial_dir.step_dir(step);
     let keep = trial_dir.artifacts_dir().join("logs/artifacts");
     for (from, name) in [
@@ -1017,7 +1045,7 @@ fn archive_step(trial_dir: &TrialDir, step: &str, log: &TrialLog) {
         (trial_dir.verifier_dir(), "verifier"),
         (trial_dir.artifacts_dir(), "artifacts"),
     ] {
-        if let Err(e) = move_contents(&from, &to.join(name), &keep) {
+        if let Err(e) = move_contents(&from, &to.join(name), &keep, more) {
             log.line(&format!(
                 "moving {} to {}: {e}",
                 from.display(),
@@ -1027,9 +1055,12 @@ fn archive_step(trial_dir: &TrialDir, step: &str, log: &TrialLog) {
     }
 }
 
-/// Moves everything inside `from` into `to`, except that `keep` (a dir somewhere below `from`)
-/// and its parents stay in place, with only their contents moved.
-fn move_contents(from: &Path, to: &Path, keep: &Path) -> std::io::Result<()> {
+/// Moves everything inside `from` into `to`, except `keep` (a dir somewhere below `from`) and
+/// its parents, which stay in place (only their contents move): with `copy_keep`, `keep`'s
+/// contents are copied, not moved. `keep` is the
+/// convention dir `/logs/artifacts`, which Harbor never empties between steps, so what the
+/// agent left there is collected again by every later step.
+fn move_contents(from: &Path, to: &Path, keep: &Path, copy_keep: bool) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     let Ok(entries) = std::fs::read_dir(from) else {
         return Ok(());
@@ -1037,8 +1068,10 @@ fn move_contents(from: &Path, to: &Path, keep: &Path) -> std::io::Result<()> {
     for entry in entries {
         let entry = entry?;
         let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        if keep.starts_with(&src) && entry.file_type()?.is_dir() {
-            move_contents(&src, &dst, keep)?;
+        if src == keep && copy_keep {
+            copy_tree(&src, &dst)?;
+        } else if keep.starts_with(&src) && entry.file_type()?.is_dir() {
+            move_contents(&src, &dst, keep, copy_keep)?;
         } else {
             if dst.exists() {
                 if dst.is_dir() {
@@ -1048,6 +1081,30 @@ fn move_contents(from: &Path, to: &Path, keep: &Path) -> std::io::Result<()> {
                 }
             }
             std::fs::rename(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies a dir's tree (symlinks as symlinks, never followed).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in walkdir::WalkDir::new(from).min_depth(1).follow_links(false) {
+        let entry = entry.map_err(std::io::Error::other)?;
+        let dst = to.join(
+            entry
+                .path()
+                .strip_prefix(from)
+                .map_err(std::io::Error::other)?,
+        );
+        let kind = entry.file_type();
+        if kind.is_dir() {
+            std::fs::create_dir_all(&dst)?;
+        } else if kind.is_symlink() {
+            let _ = std::fs::remove_file(&dst);
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &dst)?;
+        } else {
+            std::fs::copy(entry.path(), &dst)?;
         }
     }
     Ok(())
@@ -1112,18 +1169,6 @@ fn mean_rewards(steps: &[StepResult]) -> Option<VerifierResult> {
         .collect();
     Some(VerifierResult {
         rewards: Some(rewards),
-    })
-}
-
-/// From the first start to the last finish of several phases.
-fn span<'a>(parts: impl Iterator<Item = Option<&'a TimingInfo>>) -> Option<TimingInfo> {
-    let parts: Vec<&TimingInfo> = parts.flatten().collect();
-    if parts.is_empty() {
-        return None;
-    }
-    Some(TimingInfo {
-        started_at: parts.iter().filter_map(|t| t.started_at).min(),
-        finished_at: parts.iter().filter_map(|t| t.finished_at).max(),
     })
 }
 

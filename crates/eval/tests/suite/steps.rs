@@ -209,7 +209,16 @@ async fn a_multi_step_task_runs_its_steps_in_one_sandbox_and_scores_their_mean()
         vec![("lines".into(), 0.6667), ("reward".into(), 0.8333)],
         "{d}"
     );
-    assert_eq!(t.verifier_environment_mode, None, "{d}");
+    // As Harbor: the mode and the trial-level phases are the steps', not the trial's.
+    assert_eq!(
+        (
+            &t.verifier_environment_mode,
+            &t.agent_execution,
+            &t.verifier
+        ),
+        (&None, &None, &None),
+        "{d}"
+    );
     for s in steps {
         assert!(s.agent_execution.is_some() && s.verifier.is_some(), "{s:?}");
     }
@@ -224,6 +233,9 @@ async fn a_multi_step_task_runs_its_steps_in_one_sandbox_and_scores_their_mean()
         "steps/create/artifacts/manifest.json",
         "steps/append/verifier/reward.json",
         "steps/count/verifier/reward.txt",
+        // /logs/artifacts is never emptied between steps: every later step collects it again.
+        "steps/create/artifacts/logs/artifacts/note.txt",
+        "steps/count/artifacts/logs/artifacts/note.txt",
         "result.json",
         "config.json",
         "lock.json",
