@@ -1,0 +1,2 @@
+#!/bin/bash
+cat /app/suffix.txt >> /app/notes.txt

@@ -1,0 +1,2 @@
+#!/bin/bash
+cat /app/three.txt >> /app/notes.txt

@@ -1,0 +1,3 @@
+#!/bin/bash
+source /tests/expect.sh
+expect_notes one two three
