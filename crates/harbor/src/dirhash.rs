@@ -169,12 +169,24 @@ mod tests {
             "c74ecaddb54d58cc95c1dfb645781ffc2ed8c0e9837fdf5953a17d512eb0264f",
         ),
         (
+            "multi-step",
+            "d801631ec450aabf722610c15cd4b6f6ebfeb323b863d7c6b2348772d7f966f4",
+        ),
+        (
+            "multi-step-final",
+            "f8b3ea95d940f8a04b7f94b437140e4d7cfecab7a8e7902da0473a747b8e85c9",
+        ),
+        (
             "no-reward",
             "0aa7da28b0f4247b1642428b1ae1a32fd3caa44e8b27e1ce4805ff2e52072e87",
         ),
         (
             "partial-credit",
             "a984b746df71d600417ec67bcb3e15cee27b69eea4b17ffb4ace4fcf13d24d66",
+        ),
+        (
+            "separate-verifier",
+            "04a06871ec52d9eb0b9f96612748f174625b239a0f90e16aa3d6a5d9deb86d0a",
         ),
         (
             "workdir",
@@ -213,6 +225,18 @@ mod tests {
             (
                 "workdir",
                 "748ccbb657e047c97944182c14382baf1001428764336da6a5be4fdc96352890",
+            ),
+            (
+                "multi-step",
+                "d282b9631c1b189c4af2f827a1b217b988782497d36e05e658bb0cea0c528b2c",
+            ),
+            (
+                "multi-step-final",
+                "75cb2bea90826a506f488831ff27baf7c3750e7ae082162995fa7ea7291c1dce",
+            ),
+            (
+                "separate-verifier",
+                "0f998946a99a6df4678e4d02d2a4c999d45ed0fac73d38ccc2317e824521860e",
             ),
         ] {
             assert_eq!(content_digest(&examples().join(task)), want, "{task}");

@@ -88,7 +88,7 @@ fn nop_table_and_json() {
         "{}",
         run.context()
     );
-    assert_eq!(v["n_total_trials"], 6);
+    assert_eq!(v["n_total_trials"], 9);
 }
 
 #[test]

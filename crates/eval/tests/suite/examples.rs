@@ -110,7 +110,25 @@ async fn oracle_on_the_examples() {
             && bad.contains("agent.timeout_sec"),
         "{bad}"
     );
-    assert_eq!(o.trials.len(), 7, "{d}");
+    // Multi-step tasks and a separate verifier (see tests/suite/steps.rs for their details).
+    assert_eq!(reward(by_task(&o, "multi-step")), Some(1.0), "{d}");
+    assert_eq!(
+        by_task(&o, "multi-step")
+            .step_results
+            .as_ref()
+            .map(Vec::len),
+        Some(3),
+        "{d}"
+    );
+    assert_eq!(reward(by_task(&o, "multi-step-final")), Some(1.0), "{d}");
+    let separate = by_task(&o, "separate-verifier");
+    assert_eq!(reward(separate), Some(1.0), "{d}");
+    assert_eq!(
+        separate.verifier_environment_mode.as_deref(),
+        Some("separate"),
+        "{d}"
+    );
+    assert_eq!(o.trials.len(), 10, "{d}");
 
     // Files of spec §7, with Harbor's names.
     for t in &o.trials {
@@ -129,7 +147,13 @@ async fn oracle_on_the_examples() {
             "{}",
             t.trial_name
         );
-        if t.task_name != "broken-build" {
+        if t.step_results.is_some() {
+            assert!(
+                dir.join("steps").is_dir() && !dir.join("agent").exists(),
+                "{}",
+                t.trial_name
+            );
+        } else if t.task_name != "broken-build" {
             assert!(dir.join("agent/oracle.txt").is_file(), "{}", t.trial_name);
             assert!(
                 dir.join("verifier/test-stdout.txt").is_file(),
@@ -168,12 +192,12 @@ async fn oracle_on_the_examples() {
     assert!(job.get("trial_results").is_none());
     assert!(job["finished_at"].is_string());
     let ev = &job["stats"]["evals"]["oracle__tasks"];
-    assert_eq!(ev["n_trials"], 5, "{ev}");
+    assert_eq!(ev["n_trials"], 8, "{ev}");
     assert_eq!(ev["n_errors"], 3, "{ev}");
-    assert_eq!(ev["metrics"][0]["reward"].as_f64(), Some(3.5 / 7.0), "{ev}");
+    assert_eq!(ev["metrics"][0]["reward"].as_f64(), Some(6.5 / 10.0), "{ev}");
     assert_eq!(
         ev["metrics"][0]["checks_passed"].as_f64(),
-        Some(2.0 / 7.0),
+        Some(2.0 / 10.0),
         "{ev}"
     );
     assert_eq!(
@@ -181,7 +205,14 @@ async fn oracle_on_the_examples() {
             .as_array()
             .unwrap()
             .len(),
-        3,
+        5,
+        "{ev}"
+    );
+    // `final` copies the last step's rewards as they were: an integer stays one (Harbor's
+    // reward_stats key "1", not "1.0").
+    assert_eq!(
+        ev["reward_stats"]["reward"]["1"].as_array().map(Vec::len),
+        Some(1),
         "{ev}"
     );
     assert_eq!(
@@ -192,7 +223,7 @@ async fn oracle_on_the_examples() {
         1,
         "{ev}"
     );
-    assert_eq!(job["stats"]["n_completed_trials"], 7);
+    assert_eq!(job["stats"]["n_completed_trials"], 10);
     assert_eq!(job["stats"]["n_retries"], 1);
 }
 
@@ -212,6 +243,9 @@ async fn nop_fails_every_example() {
         "agent-timeout",
         "workdir",
         "multi-metric",
+        "multi-step",
+        "multi-step-final",
+        "separate-verifier",
     ] {
         let t = by_task(&o, task);
         assert_eq!(reward(t), Some(0.0), "{task}\n{d}");
