@@ -8,7 +8,7 @@
 # Not part of CI: it installs harbor from PyPI into $WORK (default /tmp/harbor-work).
 #
 # Needs: a Docker engine, Python >= 3.12 (pyenv's is found), PyPI. Env: WORK, PY, TASKS.
-# STAMP=<stamp> COMPARE_ONLY=1 compares the jobs of an earlier run again without running anything
+# AUTOAGENT=<binary> skips the release build. STAMP=<stamp> COMPARE_ONLY=1 compares the jobs of an earlier run again without running anything
 # (the jobs are $WORK/jobs/{harbor,autoagent}-{oracle,nop}-<stamp>).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,8 +43,12 @@ fi
 printf 'services:\n  main:\n    network_mode: none\n    build:\n      network: host\n' > "$WORK/no-net.yaml"
 
 if [ -z "${COMPARE_ONLY:-}" ]; then
-  cargo build -q --release -p autoagent-cli
-  AA="$ROOT/target/release/autoagent"
+  # AUTOAGENT=<binary> uses a binary already built (a debug build is as good for this).
+  if [ -z "${AUTOAGENT:-}" ]; then
+    cargo build -q --release -p autoagent-cli
+    AUTOAGENT="$ROOT/target/release/autoagent"
+  fi
+  AA=$AUTOAGENT
   stamp=$(date +%Y%m%d-%H%M%S)
   for agent in oracle nop; do
     "$WORK/venv/bin/harbor" run -p "$TASKS" -a "$agent" -n 4 -o "$WORK/jobs" --job-name "harbor-$agent-$stamp" \

@@ -257,6 +257,19 @@ pub(crate) async fn run_trial(
     }
     if task.config.has_steps() {
         remove_empty_mount_dirs(trial_dir);
+    } else if !trial_dir.artifacts_dir().join("manifest.json").exists() {
+        // The trial ended before its artifacts were collected (its environment did not
+        // start): Harbor's recovery still writes the manifest, with the convention dir failed.
+        write_manifest(
+            trial_dir,
+            &[manifest_entry(
+                "/logs/artifacts",
+                "logs/artifacts",
+                "file",
+                "failed",
+                &[],
+            )],
+        );
     }
     finish(result, trial_dir, &log)
 }
@@ -1515,8 +1528,9 @@ fn parse_reward_json(text: &str) -> Result<Rewards, Failure> {
     }
 }
 
-/// Downloads the task's `artifacts` into `<trial>/artifacts/` mirroring their paths, and writes
-/// `artifacts/manifest.json`. `/logs/artifacts` is bind-mounted and needs no copy.
+/// Runs the collect hooks, downloads the task's `artifacts` into `<trial>/artifacts/`
+/// mirroring their paths, and writes `artifacts/manifest.json`. `/logs/artifacts` is
+/// bind-mounted (or collected by [`collect_logs`]) and needs no copy here.
 async fn collect_artifacts(
     sb: &dyn Sandbox,
     hooks: &[CollectHook],
@@ -1543,40 +1557,31 @@ async fn collect_artifacts(
             Err(e) => log.line(&format!("collect hook `{}` failed: {e}", hook.command)),
         }
     }
-    let mut manifest = vec![serde_json::json!({
-        "source": "/logs/artifacts",
-        "destination": "logs/artifacts",
-        "type": "directory",
-        "status": "ok",
-        "service": "main",
-        "exclude": [],
-    })];
+    let mut manifest = vec![manifest_entry(
+        "/logs/artifacts",
+        "logs/artifacts",
+        "directory",
+        "ok",
+        &[],
+    )];
     for a in artifacts {
         let source = a.source().to_owned();
-        let (destination, exclude) = match a {
-            autoagent_harbor::config::ArtifactSpec::Table {
-                destination: Some(d),
-                exclude,
-                ..
-            } => (d.trim_start_matches('/').to_owned(), exclude.clone()),
-            autoagent_harbor::config::ArtifactSpec::Table { exclude, .. } => {
-                (source.trim_start_matches('/').to_owned(), exclude.clone())
-            }
-            autoagent_harbor::config::ArtifactSpec::Path(_) => {
-                (source.trim_start_matches('/').to_owned(), Vec::new())
-            }
+        let exclude = match a {
+            ArtifactSpec::Table { exclude, .. } => exclude.clone(),
+            ArtifactSpec::Path(_) => Vec::new(),
         };
-        if std::path::Path::new(&destination)
-            .components()
-            .any(|c| c == std::path::Component::ParentDir)
-        {
+        let Some(destination) = artifact_destination(a) else {
             log.line(&format!(
-                "artifact {source}: destination {destination:?} leaves the trial dir; skipped"
+                "artifact {source}: its destination leaves the trial dir; skipped"
             ));
-            manifest.push(serde_json::json!({"source": source, "destination": destination, "type": "file", "status": "error: destination leaves the trial dir", "service": "main", "exclude": exclude}));
+            manifest.push(manifest_entry(&source, "", "file", "failed", &exclude));
             continue;
-        }
+        };
         let target = trial_dir.artifacts_dir().join(&destination);
+        // Harbor makes the destination's parent before it knows whether the source exists.
+        if let Some(parent) = target.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
         let probe = sb
             .exec(ExecRequest::new(format!(
                 "if [ -d {0} ]; then echo directory; elif [ -e {0} ]; then echo file; else echo missing; fi",
@@ -1587,28 +1592,60 @@ async fn collect_artifacts(
             .map(|o| o.stdout.trim().to_owned())
             .unwrap_or_else(|_| "missing".to_owned());
         let status = if kind == "missing" {
-            "not_found".to_owned()
+            log.line(&format!("artifact {source}: not found in the sandbox"));
+            "failed"
         } else {
             match sb.download(&source, &target).await {
-                Ok(()) => "ok".to_owned(),
+                Ok(()) => "ok",
                 Err(e) => {
                     log.line(&format!("artifact {source}: {e}"));
-                    format!("error: {e}")
+                    "failed"
                 }
             }
         };
-        manifest.push(serde_json::json!({
-            "source": source,
-            "destination": destination,
-            "type": if kind == "directory" { "directory" } else { "file" },
-            "status": status,
-            "service": "main",
-            "exclude": exclude,
-        }));
+        manifest.push(manifest_entry(
+            &source,
+            &destination,
+            if kind == "directory" {
+                "directory"
+            } else {
+                "file"
+            },
+            status,
+            &exclude,
+        ));
     }
+    write_manifest(trial_dir, &manifest);
+}
+
+/// One entry of `artifacts/manifest.json`, in Harbor 0.25's shape (`destination` relative to
+/// the trial dir; `service` null for the agent's sandbox).
+fn manifest_entry(
+    source: &str,
+    destination: &str,
+    kind: &str,
+    status: &str,
+    exclude: &[String],
+) -> serde_json::Value {
+    serde_json::json!({
+        "source": source,
+        "destination": if destination.is_empty() {
+            "artifacts".to_owned()
+        } else {
+            format!("artifacts/{destination}")
+        },
+        "type": kind,
+        "status": status,
+        "service": null,
+        "exclude": exclude,
+    })
+}
+
+fn write_manifest(trial_dir: &TrialDir, manifest: &[serde_json::Value]) {
+    let _ = std::fs::create_dir_all(trial_dir.artifacts_dir());
     let _ = std::fs::write(
         trial_dir.artifacts_dir().join("manifest.json"),
-        serde_json::Value::Array(manifest).to_string(),
+        serde_json::to_string_pretty(manifest).unwrap_or_default(),
     );
 }
 

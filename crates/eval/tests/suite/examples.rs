@@ -194,7 +194,11 @@ async fn oracle_on_the_examples() {
     let ev = &job["stats"]["evals"]["oracle__tasks"];
     assert_eq!(ev["n_trials"], 8, "{ev}");
     assert_eq!(ev["n_errors"], 3, "{ev}");
-    assert_eq!(ev["metrics"][0]["reward"].as_f64(), Some(6.5 / 10.0), "{ev}");
+    assert_eq!(
+        ev["metrics"][0]["reward"].as_f64(),
+        Some(6.5 / 10.0),
+        "{ev}"
+    );
     assert_eq!(
         ev["metrics"][0]["checks_passed"].as_f64(),
         Some(2.0 / 10.0),
