@@ -86,9 +86,9 @@ async fn docker_hosts(hosts: &[DockerHostEntry]) -> anyhow::Result<Arc<dyn Backe
             .check()
             .map_err(|e| anyhow::anyhow!("--docker-host: {e}"))?;
         if !host.is_local() {
-            // The trial's log dirs are bind mounts of this machine's paths.
+            // Its daemon cannot see this machine's paths: the log dirs are copied out instead.
             eprintln!(
-                "note: docker host {host} is not on this machine: the jobs dir must be at the same path there (a shared file system)"
+                "note: docker host {host} is not on this machine: each trial's log dirs are copied out of its container"
             );
         }
         specs.push(HostSpec {

@@ -67,6 +67,10 @@ struct Inner {
     live_projects: Mutex<HashSet<String>>,
     /// The "no bridge network" warning is given once per backend, not once per trial.
     warned_no_bridge: AtomicBool,
+    /// Whether a spec's mounts become bind mounts: only when the daemon sees this machine's
+    /// paths (a local socket or loopback port). Otherwise the mount targets are made as plain
+    /// dirs in the container and the caller collects them ([`Sandbox::host_mounts`]).
+    bind_mounts: AtomicBool,
 }
 
 impl Inner {
@@ -184,6 +188,7 @@ impl DockerBackend {
             .and_then(|i| i.ncpu)
             .and_then(|n| usize::try_from(n).ok())
             .filter(|&n| n > 0);
+        let local = host.is_local();
         Ok(Self {
             docker,
             inner: Arc::new(Inner {
@@ -196,6 +201,7 @@ impl DockerBackend {
                 has_bridge,
                 live_projects: Mutex::new(HashSet::new()),
                 warned_no_bridge: AtomicBool::new(false),
+                bind_mounts: AtomicBool::new(local),
             }),
         })
     }
@@ -210,6 +216,14 @@ impl DockerBackend {
 
     pub fn client(&self) -> &Docker {
         &self.docker
+    }
+
+    /// Whether a spec's mounts are bind mounts (the default for a local daemon) or dirs made
+    /// inside the container and collected by the caller (the default for a remote one, whose
+    /// daemon does not see this machine's paths). For a remote host whose daemon does see the
+    /// jobs dir at the same path (a shared file system), `true` saves the copies.
+    pub fn set_bind_mounts(&self, on: bool) {
+        self.inner.bind_mounts.store(on, Ordering::Relaxed);
     }
 
     /// The daemon's address.
@@ -371,14 +385,17 @@ impl DockerBackend {
             }
             Some("none".to_owned())
         };
+        let bind_mounts = self.inner.bind_mounts.load(Ordering::Relaxed);
         let host_config = HostConfig {
             init: Some(true),
-            binds: Some(
+            binds: Some(if bind_mounts {
                 spec.mounts
                     .iter()
                     .map(|m| format!("{}:{}:rw", m.host.display(), m.target))
-                    .collect(),
-            ),
+                    .collect()
+            } else {
+                Vec::new()
+            }),
             nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
             memory: spec.memory_mb.map(|m| (m * 1024 * 1024) as i64),
             network_mode,
@@ -421,7 +438,7 @@ impl DockerBackend {
                     SandboxError::Start(format!("starting container {name}: {e}"))
                 })
             })?;
-        Ok(DockerSandbox {
+        let sandbox = DockerSandbox {
             docker: self.docker.clone(),
             backend: self.inner.clone(),
             container_id: id,
@@ -430,7 +447,28 @@ impl DockerBackend {
             env: spec.env.clone(),
             destroyed: AtomicBool::new(false),
             compose_project: None,
-        })
+            host_mounts: bind_mounts,
+        };
+        if !bind_mounts && !spec.mounts.is_empty() {
+            let dirs: Vec<String> = spec
+                .mounts
+                .iter()
+                .map(|m| crate::shell_quote(&m.target))
+                .collect();
+            let out = sandbox
+                .exec(
+                    ExecRequest::new(format!("mkdir -p {0} && chmod 777 {0}", dirs.join(" ")))
+                        .user(Some("root".to_owned())),
+                )
+                .await?;
+            if out.exit_code != Some(0) {
+                return Err(SandboxError::Start(format!(
+                    "making the log dirs in the container: {}",
+                    out.stderr.trim()
+                )));
+            }
+        }
+        Ok(sandbox)
     }
 
     async fn remove(&self, id: &str) {
@@ -612,6 +650,8 @@ pub struct DockerSandbox {
     destroyed: AtomicBool,
     /// Set for compose tasks: the project is brought down instead of one container removed.
     compose_project: Option<String>,
+    /// The spec's mounts are bind mounts ([`DockerBackend::set_bind_mounts`]).
+    host_mounts: bool,
 }
 
 impl DockerSandbox {
@@ -661,6 +701,10 @@ impl Sandbox for DockerSandbox {
 
     fn host(&self) -> Option<String> {
         Some(self.backend.host.url())
+    }
+
+    fn host_mounts(&self) -> bool {
+        self.host_mounts
     }
 
     async fn exec(&self, req: ExecRequest) -> Result<ExecOutput> {

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use autoagent_eval::{AgentError, NopAgent, OracleAgent, TrialAgent, TrialContext};
 use autoagent_harbor::result::AgentResult;
-use autoagent_sandbox::{Backend, EnvironmentSpec, ExecRequest, Sandbox};
+use autoagent_sandbox::{Backend, ExecRequest, Sandbox};
 use pretty_assertions::assert_eq;
 
 use super::support::{by_task, config, dump, run};
@@ -49,81 +49,6 @@ fn files(dir: &Path) -> Vec<String> {
         .collect();
     out.sort();
     out
-}
-
-/// The Docker backend with every mount left out: the log dirs exist only inside the container,
-/// as on Kubernetes or a Docker host on another machine, so the trial must collect them.
-struct NoMounts(autoagent_sandbox::docker::DockerBackend);
-
-struct Unmounted(Box<dyn Sandbox>);
-
-#[async_trait]
-impl Backend for NoMounts {
-    fn kind(&self) -> &'static str {
-        "docker"
-    }
-    async fn start(&self, spec: &EnvironmentSpec) -> autoagent_sandbox::Result<Box<dyn Sandbox>> {
-        let targets: Vec<String> = spec.mounts.iter().map(|m| m.target.clone()).collect();
-        let sb = self
-            .0
-            .start(&EnvironmentSpec {
-                mounts: Vec::new(),
-                ..spec.clone()
-            })
-            .await?;
-        if !targets.is_empty() {
-            let out = sb
-                .exec(
-                    ExecRequest::new(format!("mkdir -p {0} && chmod 777 {0}", targets.join(" ")))
-                        .user(Some("root".into())),
-                )
-                .await?;
-            assert_eq!(out.exit_code, Some(0), "{out:?}");
-        }
-        Ok(Box::new(Unmounted(sb)))
-    }
-    async fn destroy_all(&self) {
-        self.0.destroy_all().await;
-    }
-}
-
-#[async_trait]
-impl Sandbox for Unmounted {
-    fn id(&self) -> &str {
-        self.0.id()
-    }
-    fn workdir(&self) -> Option<&str> {
-        self.0.workdir()
-    }
-    async fn exec(
-        &self,
-        req: ExecRequest,
-    ) -> autoagent_sandbox::Result<autoagent_sandbox::ExecOutput> {
-        self.0.exec(req).await
-    }
-    async fn upload(&self, host: &Path, dest: &str) -> autoagent_sandbox::Result<()> {
-        self.0.upload(host, dest).await
-    }
-    async fn write_file(
-        &self,
-        dest: &str,
-        bytes: &[u8],
-        mode: u32,
-    ) -> autoagent_sandbox::Result<()> {
-        self.0.write_file(dest, bytes, mode).await
-    }
-    async fn download(&self, src: &str, host_dest: &Path) -> autoagent_sandbox::Result<()> {
-        self.0.download(src, host_dest).await
-    }
-    async fn destroy(&self) -> autoagent_sandbox::Result<()> {
-        self.0.destroy().await
-    }
-    fn host_mounts(&self) -> bool {
-        false
-    }
-    async fn liveness(&self) -> autoagent_sandbox::Liveness {
-        self.0.liveness().await
-    }
 }
 
 /// Writes the reward file itself and the answer nowhere: a separate verifier must not be fooled.
@@ -332,7 +257,9 @@ async fn without_host_mounts_the_logs_are_collected_into_the_same_trial_folder()
     let Some(docker) = autoagent_test_support::docker_backend().await else {
         return;
     };
-    let backend: Arc<dyn Backend> = Arc::new(NoMounts(docker));
+    // As for a Docker host on another machine: the log dirs exist only inside the container.
+    docker.set_bind_mounts(false);
+    let backend: Arc<dyn Backend> = Arc::new(docker);
     let jobs = tempfile::tempdir().unwrap();
 
     // A single-step task, a multi-step one and a separate verifier, as with mounts.

@@ -163,6 +163,7 @@ pub(super) async fn start(
         env: spec.env.clone(),
         destroyed: AtomicBool::new(false),
         compose_project: Some(project),
+        host_mounts: true,
     })
 }
 
