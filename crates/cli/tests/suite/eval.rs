@@ -147,7 +147,8 @@ fn bad_path_is_a_clear_error() {
 }
 
 /// Four tasks that take about two seconds each.
-fn slow_dataset(root: &Path) {
+/// Four copies of hello-file whose solution first sleeps `secs`.
+fn slow_dataset(root: &Path, secs: u32) {
     let src = examples().join("hello-file");
     for i in 0..4 {
         let t = root.join(format!("slow-{i}"));
@@ -162,7 +163,7 @@ fn slow_dataset(root: &Path) {
         std::fs::copy(src.join("instruction.md"), t.join("instruction.md")).unwrap();
         std::fs::write(
             t.join("solution/solve.sh"),
-            "#!/bin/bash\nsleep 2\necho \"Hello, world!\" > /app/hello.txt\n",
+            format!("#!/bin/bash\nsleep {secs}\necho \"Hello, world!\" > /app/hello.txt\n"),
         )
         .unwrap();
     }
@@ -190,7 +191,7 @@ fn killed_job_resumes_only_unfinished_trials() {
     }
     let dir = tempfile::tempdir().unwrap();
     let tasks = dir.path().join("tasks");
-    slow_dataset(&tasks);
+    slow_dataset(&tasks, 2);
     let job = dir.path().join("jobs/kr");
     let mut child = std::process::Command::new(bin())
         .args([
@@ -286,7 +287,8 @@ fn ctrl_c_removes_running_containers() {
     }
     let dir = tempfile::tempdir().unwrap();
     let tasks = dir.path().join("tasks");
-    slow_dataset(&tasks);
+    // Long enough that the job cannot finish before the signal, however loaded the machine.
+    slow_dataset(&tasks, 30);
     let job = dir.path().join("jobs/cc");
     let child = std::process::Command::new(bin())
         .args([
