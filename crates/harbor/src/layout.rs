@@ -166,12 +166,86 @@ impl TrialDir {
         write_atomic(&self.result_path(), &bytes)
     }
     /// The agent's ATIF trajectory (`agent/trajectory.json`), read without following links.
+    /// `agent/trajectory.json`; for a multi-step trial, its steps' trajectories in step order
+    /// as one (the later ones' steps appended and numbered on, each step's start noted in
+    /// `notes`).
     pub fn read_trajectory(&self) -> Result<Trajectory, ReadError> {
-        Trajectory::read(&self.trajectory_path())
+        let direct = match Trajectory::read(&self.trajectory_path()) {
+            Ok(t) => return Ok(t),
+            Err(e) => e,
+        };
+        let steps = self.step_names();
+        if steps.is_empty() {
+            return Err(direct);
+        }
+        let mut merged: Option<Trajectory> = None;
+        let mut notes = Vec::new();
+        let mut last_err = None;
+        for step in steps {
+            let t = match Trajectory::read(&self.step_dir(&step).join("agent/trajectory.json")) {
+                Ok(t) => t,
+                Err(e) => {
+                    last_err = Some(e);
+                    continue;
+                }
+            };
+            let m = merged.get_or_insert_with(|| Trajectory {
+                steps: Vec::new(),
+                ..t.clone()
+            });
+            notes.push(format!(
+                "trial step `{step}` starts at step {}",
+                m.steps.len() + 1
+            ));
+            for mut s in t.steps {
+                s.step_id = m.steps.len() as u64 + 1;
+                m.steps.push(s);
+            }
+        }
+        match merged {
+            Some(mut m) => {
+                m.notes = Some(notes.join("; "));
+                Ok(m)
+            }
+            None => Err(last_err.unwrap_or(direct)),
+        }
     }
-    /// `verifier/test-stdout.txt`, read without following links.
+    /// `verifier/test-stdout.txt`, read without following links; for a multi-step trial, each
+    /// step's, under a line naming the step.
     pub fn read_test_stdout(&self) -> std::io::Result<String> {
-        read_shared(&self.test_stdout_path())
+        let direct = read_shared(&self.test_stdout_path());
+        let steps = self.step_names();
+        if direct.is_ok() || steps.is_empty() {
+            return direct;
+        }
+        let mut out = String::new();
+        for step in steps {
+            let text = read_shared(&self.step_dir(&step).join("verifier/test-stdout.txt"))
+                .unwrap_or_else(|_| "(no verifier output)\n".to_owned());
+            out.push_str(&format!("== step {step} ==\n{text}"));
+            if !out.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+        Ok(out)
+    }
+    /// The steps a multi-step trial ran, in order: from `result.json` when it says, else the
+    /// dirs under `steps/` by name. Empty for a single-step trial.
+    pub fn step_names(&self) -> Vec<String> {
+        if let Ok(r) = self.read_result()
+            && let Some(steps) = r.step_results
+        {
+            return steps.into_iter().map(|s| s.step_name).collect();
+        }
+        let mut names: Vec<String> = std::fs::read_dir(self.0.join("steps"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
     }
 }
 
@@ -216,6 +290,54 @@ mod tests {
                 .trial_results()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_multi_step_trial_reads_as_one_trajectory_and_one_verifier_output_in_step_order() {
+        let d = tempfile::tempdir().unwrap();
+        let t = TrialDir::new(d.path().join("ms__1"));
+        let traj = |text: &str| {
+            serde_json::json!({
+                "schema_version": "ATIF-v1.6",
+                "agent": {"name": "a", "version": "1"},
+                "steps": [
+                    {"step_id": 1, "source": "user", "message": format!("{text} 1")},
+                    {"step_id": 2, "source": "agent", "message": format!("{text} 2")}
+                ]
+            })
+            .to_string()
+        };
+        // "zeta" runs before "alpha": the order is result.json's, not the names'.
+        for (step, out) in [("zeta", "first"), ("alpha", "second")] {
+            let s = t.step_dir(step);
+            std::fs::create_dir_all(s.join("agent")).unwrap();
+            std::fs::create_dir_all(s.join("verifier")).unwrap();
+            std::fs::write(s.join("agent/trajectory.json"), traj(out)).unwrap();
+            std::fs::write(s.join("verifier/test-stdout.txt"), format!("{out} ok")).unwrap();
+        }
+        let mut r = trial("ms", "ms__1");
+        r.step_results = Some(vec![
+            crate::result::StepResult::new("zeta"),
+            crate::result::StepResult::new("alpha"),
+        ]);
+        t.write_result(&r).unwrap();
+        let merged = t.read_trajectory().unwrap();
+        let ids: Vec<u64> = merged.steps.iter().map(|s| s.step_id).collect();
+        assert_eq!(ids, [1, 2, 3, 4]);
+        let text = serde_json::to_string(&merged.steps).unwrap();
+        assert!(text.find("first 2") < text.find("second 1"), "{text}");
+        assert_eq!(
+            merged.notes.as_deref(),
+            Some("trial step `zeta` starts at step 1; trial step `alpha` starts at step 3")
+        );
+        assert_eq!(
+            t.read_test_stdout().unwrap(),
+            "== step zeta ==\nfirst ok\n== step alpha ==\nsecond ok\n"
+        );
+        // A single-step trial without a trajectory is still an error.
+        let single = TrialDir::new(d.path().join("s__1"));
+        std::fs::create_dir_all(single.path()).unwrap();
+        assert!(single.read_trajectory().is_err());
     }
 
     #[test]
