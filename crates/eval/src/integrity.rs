@@ -24,6 +24,8 @@ const WATCHED_BINARIES: [&str; 5] = ["bash", "sh", "python3", "python", "pytest"
 const TESTS_DIR: &str = "/tests";
 /// At most this many test file names are looked for in the image (the search is one `find`).
 const MAX_COPY_NAMES: usize = 64;
+/// Test files larger than this are not read for the binaries they name.
+const MAX_SCANNED_BYTES: u64 = 4 * 1024 * 1024;
 /// Host files larger than this are stamped by size and mtime only.
 const MAX_HASHED_BYTES: u64 = 64 * 1024 * 1024;
 /// One snapshot exec's time limit: the search of the image for test files is the slow part.
@@ -61,6 +63,8 @@ pub(crate) struct Snapshot {
     logs: BTreeMap<String, Entry>,
     /// From inside the sandbox.
     inside: InsideView,
+    /// The watched binaries whose changes are evidence: those the verifier's files name.
+    watched: Vec<&'static str>,
 }
 
 /// What the snapshot saw from inside the sandbox.
@@ -91,6 +95,7 @@ pub(crate) async fn before(
     env: &BTreeMap<String, String>,
 ) -> (Snapshot, Option<String>) {
     let logs = host_entries(verifier_dir);
+    let watched = verifier_binaries(task);
     let copies = test_file_hashes(&task.tests_dir());
     let names: BTreeSet<String> = copies
         .keys()
@@ -117,7 +122,14 @@ pub(crate) async fn before(
         )),
         InsideView::Taken(_) | InsideView::Stopped => None,
     };
-    (Snapshot { logs, inside }, note)
+    (
+        Snapshot {
+            logs,
+            inside,
+            watched,
+        },
+        note,
+    )
 }
 
 /// The snapshot after the agent phase, before the verifier. `Err` only when the sandbox
@@ -136,7 +148,11 @@ pub(crate) async fn after(
     };
     let script = format!("{}{}", ground_script(), copy_rehash_script(&paths));
     let inside = InsideView::from_run(run_script(sb, &script, env).await?);
-    Ok(Snapshot { logs, inside })
+    Ok(Snapshot {
+        logs,
+        inside,
+        watched: before.watched.clone(),
+    })
 }
 
 /// A snapshot that could not be taken because nothing runs in the sandbox any more (it
@@ -145,7 +161,42 @@ pub(crate) fn host_only(verifier_dir: &Path) -> Snapshot {
     Snapshot {
         logs: host_entries(verifier_dir),
         inside: InsideView::Stopped,
+        watched: WATCHED_BINARIES.to_vec(),
     }
+}
+
+/// The watched binaries the verifier may run: `bash` and `sh` always (`test.sh` runs through
+/// them), the others when one of the verifier's files (the task's `tests/`, each step's
+/// `tests/`) names them. An agent that installs `pytest` for a task whose tests never call it
+/// changes nothing the verifier runs, and is not suspect for it.
+fn verifier_binaries(task: &Task) -> Vec<&'static str> {
+    let mut dirs = vec![task.tests_dir()];
+    dirs.extend(
+        task.config
+            .step_list()
+            .iter()
+            .map(|s| task.step_dir(&s.name).join("tests")),
+    );
+    let mut text = Vec::new();
+    for dir in dirs {
+        for e in walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .filter(|e| e.metadata().is_ok_and(|m| m.len() <= MAX_SCANNED_BYTES))
+        {
+            if let Ok(bytes) = std::fs::read(e.path()) {
+                text.extend_from_slice(&bytes);
+                text.push(b'\n');
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&text);
+    WATCHED_BINARIES
+        .into_iter()
+        .filter(|b| matches!(*b, "bash" | "sh") || text.contains(b))
+        .collect()
 }
 
 /// The evidence: one line per difference between `before` and `after` (empty: nothing of
@@ -167,7 +218,7 @@ pub(crate) fn evidence(before: &Snapshot, after: &Snapshot) -> Vec<String> {
             return out;
         }
     };
-    for name in WATCHED_BINARIES {
+    for &name in &before.watched {
         let was = b.binaries.get(name).cloned().flatten();
         let now = a.binaries.get(name).cloned().flatten();
         match (was, now) {
@@ -454,6 +505,7 @@ mod tests {
                 .map(|(p, e)| ((*p).to_owned(), e.clone()))
                 .collect(),
             inside,
+            watched: WATCHED_BINARIES.to_vec(),
         }
     }
 
