@@ -21,7 +21,7 @@ use async_trait::async_trait;
 pub mod docker;
 pub mod local;
 pub mod pool;
-mod tarball;
+pub mod tarball;
 
 /// The most bytes of stdout (and, separately, of stderr) an exec keeps in memory.
 /// Beyond it the output is cut and [`ExecOutput::truncated`] is set; callers that need
@@ -262,7 +262,7 @@ pub trait Sandbox: Send + Sync {
 /// Creates sandboxes.
 #[async_trait]
 pub trait Backend: Send + Sync {
-    /// `docker` or `local`.
+    /// `docker`, `local` or `kubernetes`.
     fn kind(&self) -> &'static str;
     async fn start(&self, spec: &EnvironmentSpec) -> Result<Box<dyn Sandbox>>;
     /// Removes every sandbox this backend started that is still alive (Ctrl-C).
@@ -328,8 +328,11 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
-/// Keeps at most `limit` bytes, cutting on a char boundary.
-pub(crate) fn push_capped(buf: &mut Vec<u8>, bytes: &[u8], limit: usize, truncated: &mut bool) {
+/// Appends `bytes` to `buf` while `buf` holds fewer than `limit` bytes, and sets `truncated`
+/// when some were dropped. The caller keeps reading after the cap (a stream that is not
+/// drained blocks the command); the cut may fall inside a UTF-8 character, which the lossy
+/// conversion of [`ExecOutput`] turns into a replacement character.
+pub fn push_capped(buf: &mut Vec<u8>, bytes: &[u8], limit: usize, truncated: &mut bool) {
     let room = limit.saturating_sub(buf.len());
     if bytes.len() > room {
         *truncated = true;
