@@ -170,7 +170,14 @@ pub(crate) async fn run(
         pod: pod.to_owned(),
         mark: call.mark.clone().unwrap_or_default(),
     };
-    let mut attached = pods.exec(pod, command, &params).await.map_err(map_err)?;
+    let mut attached = match pods.exec(pod, command, &params).await {
+        Ok(a) => a,
+        Err(e) => {
+            // Refused (the pod is gone, the API said no): nothing started, nothing to kill.
+            guard.pods = None;
+            return Err(map_err(e));
+        }
+    };
     let status = attached.take_status();
     let out = attached.stdout();
     let err = attached.stderr();
