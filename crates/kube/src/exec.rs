@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use autoagent_sandbox::{ExecRequest, SandboxError, push_capped, shell_quote};
+use futures_util::FutureExt as _;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::Api;
@@ -19,6 +20,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::Errors;
 use crate::spec::CONTAINER;
+
+const V4: &str = "v4.channel.k8s.io";
+const V5: &str = "v5.channel.k8s.io";
 
 /// The env var that marks an exec's processes, as in the Docker backend.
 pub const EXEC_MARK: &str = "AUTOAGENT_EXEC";
@@ -185,26 +189,46 @@ pub(crate) async fn run(
     let mut raw = Raw::default();
     let (mut t_out, mut t_err) = (false, false);
     let stdin = call.stdin;
+    let had_stdin = stdin.is_some();
+    // kube's websocket task ends the stdout/stderr pipes when the stream ends well, but not
+    // when it fails (a reset connection): then only the status sender is dropped. So the
+    // status (or its absence) is what says the stream is over, and the readers stop waiting
+    // for an end-of-file then.
+    let (over_tx, over) = tokio::sync::watch::channel(false);
     let collect = async {
+        let mut feed_over = over.clone();
         let feed = async {
             if let (Some(mut w), Some(bytes)) = (writer, stdin) {
-                w.write_all(&bytes).await?;
-                // The shutdown is what ends stdin: kube then sends v5's close signal for
-                // channel 0 (to a v4 server it can only close the whole socket).
-                w.shutdown().await?;
+                let write = async {
+                    w.write_all(&bytes).await?;
+                    // The shutdown is what ends stdin: kube then sends v5's close signal for
+                    // channel 0 (to a v4 server it can only close the whole socket).
+                    w.shutdown().await
+                };
+                tokio::select! {
+                    r = write => r?,
+                    // The command ended without reading all of its stdin.
+                    _ = feed_over.wait_for(|o| *o) => {}
+                }
             }
             Ok::<_, std::io::Error>(())
         };
-        let (fed, (), ()) = tokio::join!(
+        let status = async {
+            let s = match status {
+                Some(s) => s.await,
+                None => None,
+            };
+            let _ = over_tx.send(true);
+            s
+        };
+        let (fed, (), (), status) = tokio::join!(
             feed,
-            drain(out, &mut raw.stdout, call.limit, &mut t_out),
-            drain(err, &mut raw.stderr, call.limit, &mut t_err),
+            drain(out, &mut raw.stdout, call.limit, &mut t_out, over.clone()),
+            drain(err, &mut raw.stderr, call.limit, &mut t_err, over.clone()),
+            status,
         );
         fed.map_err(|e| SandboxError::Exec(format!("writing the command's stdin: {e}")))?;
-        Ok::<_, SandboxError>(match status {
-            Some(s) => s.await,
-            None => None,
-        })
+        Ok::<_, SandboxError>(status)
     };
     let finished = match call.timeout {
         Some(t) => tokio::time::timeout(t, collect).await.ok(),
@@ -225,6 +249,9 @@ pub(crate) async fn run(
     let Some(status) = status else {
         return Err(match joined {
             Err(e) => errors.unreachable(format!("the exec stream of pod {pod} broke: {e}")),
+            Ok(()) if had_stdin => SandboxError::Transfer(format!(
+                "the server closed the exec stream of pod {pod} without an exit status: a server that speaks only {V4} cannot be told that stdin ended (Kubernetes 1.30 and later speak {V5})"
+            )),
             Ok(()) => SandboxError::Exec(format!(
                 "the server closed the exec stream of pod {pod} without an exit status"
             )),
@@ -234,18 +261,30 @@ pub(crate) async fn run(
     Ok(raw)
 }
 
-/// Reads `r` to its end, keeping at most `limit` bytes (the rest is read and dropped, so the
-/// websocket task is never blocked on a full pipe).
+/// Reads `r` until its end or until the stream is `over`, keeping at most `limit` bytes (the
+/// rest is read and dropped, so the websocket task is never blocked on a full pipe). Once the
+/// stream is over, all its output is already in the pipe: it is read without waiting.
 async fn drain(
     r: Option<impl AsyncRead + Unpin>,
     buf: &mut Vec<u8>,
     limit: usize,
     truncated: &mut bool,
+    mut over: tokio::sync::watch::Receiver<bool>,
 ) {
     let Some(mut r) = r else { return };
     let mut chunk = vec![0u8; PIPE_BYTES];
-    // A read error means kube's task ended; its error comes out of `join`.
-    while let Ok(n) = r.read(&mut chunk).await {
+    loop {
+        tokio::select! {
+            biased;
+            read = r.read(&mut chunk) => match read {
+                // A read error means kube's task ended; its error comes out of `join`.
+                Ok(0) | Err(_) => return,
+                Ok(n) => push_capped(buf, &chunk[..n], limit, truncated),
+            },
+            _ = over.wait_for(|o| *o) => break,
+        }
+    }
+    while let Some(Ok(n)) = r.read(&mut chunk).now_or_never() {
         if n == 0 {
             break;
         }

@@ -224,3 +224,26 @@ async fn exec_in_a_pod_that_is_gone_says_so_and_liveness_agrees() {
     );
     assert_eq!(sb.liveness().await, autoagent_sandbox::Liveness::Gone);
 }
+
+#[tokio::test]
+async fn a_stream_cut_mid_exec_is_unreachable_not_a_hang() {
+    let w = world().await;
+    let Reply::Hang(frames) = Reply::hang(b"partial\n") else {
+        unreachable!()
+    };
+    w.fake.on_exec("long job", Reply::Reset(frames));
+    let sb = w.backend.start(&spec("reset")).await.unwrap();
+    let got = tokio::time::timeout(
+        Duration::from_secs(5),
+        sb.exec(ExecRequest::new("long job")),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the exec hangs on a cut stream\n{}", w.fake.log()));
+    let e = got.unwrap_err();
+    assert!(
+        matches!(&e, SandboxError::Unreachable { message, .. } if message.contains("broke")),
+        "{e:?}\n{}",
+        w.fake.log()
+    );
+    sb.destroy().await.unwrap();
+}

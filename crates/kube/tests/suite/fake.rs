@@ -65,6 +65,9 @@ pub enum Reply {
     TarIn,
     /// `tar -c -f - -C DIR NAME`: an archive of the fake's `DIR/NAME` on stdout.
     TarOut,
+    /// These frames, then the TCP connection dropped without a close frame (a proxy or an
+    /// API server that went away mid-stream).
+    Reset(Vec<Frame>),
 }
 
 /// The frames a server opens an exec with: one empty frame per channel it writes.
@@ -508,7 +511,7 @@ async fn handle(
             authorization,
             exec: Some(ExecSeen {
                 command: command.clone(),
-                offered: offered.clone(),
+                offered,
                 protocol: protocol.clone().unwrap_or_default(),
                 ..Default::default()
             }),
@@ -777,6 +780,14 @@ async fn serve_exec<S>(
             // Drain until the client's close answer, so it sees a clean end.
             while let Some(Ok(_)) = ws.next().await {}
         }
+        Reply::Reset(frames) => {
+            for f in &frames {
+                if ws.send(frame(f)).await.is_err() {
+                    return;
+                }
+            }
+            // Dropping the stream closes the socket with no close frame.
+        }
         Reply::Hang(frames) => {
             for f in &frames {
                 if ws.send(frame(f)).await.is_err() {
@@ -821,6 +832,9 @@ async fn serve_exec<S>(
             });
             let unpacked = tar::Archive::new(stdin.as_slice()).unpack(root);
             if hung_up {
+                // Complete the close handshake the client started (v4's only end of stdin):
+                // tungstenite sends the queued close reply on the next read.
+                while let Some(Ok(_)) = ws.next().await {}
                 return;
             }
             let (code, err) = match unpacked {

@@ -98,3 +98,28 @@ async fn downloading_a_missing_path_is_a_transfer_error_with_tars_words() {
     );
     sb.destroy().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_upload_to_a_v4_only_server_fails_and_says_why() {
+    let w = world().await;
+    w.fake.speak(&[super::fake::V4]);
+    let sb = w.backend.start(&spec("old")).await.unwrap();
+    let e = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        sb.write_file("/x", b"x", 0o644),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("hangs\n{}", w.fake.log()))
+    .unwrap_err();
+    let log = w.fake.log();
+    assert!(
+        matches!(&e, SandboxError::Transfer(m) if m.contains("v4.channel.k8s.io") && m.contains("1.30")),
+        "{e:?}\n{log}"
+    );
+    let seen = w.fake.execs()[0].exec.clone().unwrap();
+    assert!(
+        !seen.stdin_closed && seen.client_hung_up,
+        "v4 has no close frame: kube closes the socket\n{log}"
+    );
+    sb.destroy().await.unwrap();
+}
