@@ -164,7 +164,7 @@ impl Inner {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(self.errors.map(e, |m| {
-                SandboxError::Start(format!("deleting pod {name}: {m}"))
+                SandboxError::Backend(format!("deleting pod {name}: {m}"))
             })),
         };
         let policy = if policy {
@@ -172,7 +172,7 @@ impl Inner {
                 Ok(_) => Ok(()),
                 Err(e) if is_not_found(&e) => Ok(()),
                 Err(e) => Err(self.errors.map(e, |m| {
-                    SandboxError::Start(format!("deleting network policy {name}: {m}"))
+                    SandboxError::Backend(format!("deleting network policy {name}: {m}"))
                 })),
             }
         } else {
@@ -200,20 +200,20 @@ impl KubernetesBackend {
         let config = match (&options.kubeconfig, &options.context) {
             (Some(path), _) => {
                 let file = Kubeconfig::read_from(path).map_err(|e| {
-                    SandboxError::Start(format!("reading kubeconfig {}: {e}", path.display()))
+                    SandboxError::Backend(format!("reading kubeconfig {}: {e}", path.display()))
                 })?;
                 kube::Config::from_custom_kubeconfig(file, &file_options)
                     .await
                     .map_err(|e| {
-                        SandboxError::Start(format!("kubeconfig {}: {e}", path.display()))
+                        SandboxError::Backend(format!("kubeconfig {}: {e}", path.display()))
                     })?
             }
             (None, Some(_)) => kube::Config::from_kubeconfig(&file_options)
                 .await
-                .map_err(|e| SandboxError::Start(format!("kube config: {e}")))?,
+                .map_err(|e| SandboxError::Backend(format!("kube config: {e}")))?,
             (None, None) => kube::Config::infer()
                 .await
-                .map_err(|e| SandboxError::Start(format!("no kube config found: {e}")))?,
+                .map_err(|e| SandboxError::Backend(format!("no kube config found: {e}")))?,
         };
         Self::with_config(config, options).await
     }
@@ -230,10 +230,10 @@ impl KubernetesBackend {
             .clone()
             .unwrap_or_else(|| config.default_namespace.clone());
         let client = kube::Client::try_from(config)
-            .map_err(|e| errors.map(e, |m| SandboxError::Start(format!("kube client: {m}"))))?;
+            .map_err(|e| errors.map(e, |m| SandboxError::Backend(format!("kube client: {m}"))))?;
         client.apiserver_version().await.map_err(|e| {
             errors.map(e, |m| {
-                SandboxError::Start(format!("the API server at {} refuses: {m}", errors.host))
+                SandboxError::Backend(format!("the API server at {} refuses: {m}", errors.host))
             })
         })?;
         Ok(Self {
@@ -304,7 +304,7 @@ impl KubernetesBackend {
                 .inner
                 .pushed
                 .lock()
-                .map_err(|_| SandboxError::Start("push lock poisoned".to_owned()))?;
+                .map_err(|_| SandboxError::Backend("push lock poisoned".to_owned()))?;
             pushed.entry(remote.clone()).or_default().clone()
         };
         cell.get_or_try_init(|| async {
@@ -381,9 +381,10 @@ impl KubernetesBackend {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(SandboxError::Start(format!(
-                    "pod {name} was not running after {timeout:?}: {why}"
-                )));
+                return Err(SandboxError::StartTimeoutWaiting {
+                    after: timeout,
+                    why: format!("pod {name} is not running: {why}"),
+                });
             }
             tokio::time::sleep((deadline - now).min(inner.poll_interval)).await;
         }

@@ -130,6 +130,14 @@ pub enum SandboxError {
     Build { image: String, message: String },
     #[error("starting the environment timed out after {0:?}")]
     StartTimeout(Duration),
+    /// The environment was not ready within the start timeout, and the backend knows what
+    /// it was still waiting for (a pod's `ImagePullBackOff`, `Unschedulable`).
+    #[error("starting the environment timed out after {after:?}: {why}")]
+    StartTimeoutWaiting { after: Duration, why: String },
+    /// A failure of the backend's own that is none of the above: its configuration is
+    /// missing or wrong (no kube config, an unknown context), or its API refused a cleanup.
+    #[error("{0}")]
+    Backend(String),
     #[error("starting the environment failed: {0}")]
     Start(String),
     #[error("exec failed: {0}")]

@@ -19,7 +19,10 @@ async fn a_pod_stuck_in_image_pull_backoff_fails_the_start_and_is_deleted() {
     let e = w.backend.start(&s).await.err().expect("the pod never runs");
     let log = w.fake.log();
     let text = e.to_string();
-    assert!(matches!(e, SandboxError::Start(_)), "{e:?}\n{log}");
+    assert!(
+        matches!(&e, SandboxError::StartTimeoutWaiting { after, .. } if *after == Duration::from_millis(400)),
+        "a start timeout (Harbor's EnvironmentStartTimeoutError), with the reason\n{e:?}\n{log}"
+    );
     assert!(
         text.contains("ImagePullBackOff: Back-off pulling image \"registry.invalid/nope:1\""),
         "the error says why: {text}\n{log}"
