@@ -213,6 +213,7 @@ struct State {
 /// The fake API server. Dropping it stops it.
 pub struct FakeApi {
     pub addr: SocketAddr,
+    tls: bool,
     state: Arc<Mutex<State>>,
     accept: AbortHandle,
     fs: tempfile::TempDir,
@@ -225,12 +226,33 @@ impl Drop for FakeApi {
 }
 
 impl FakeApi {
-    /// Listens on a free loopback port; speaks v5 and v4; new pods are pending once, then
-    /// running.
+    /// Listens on a free loopback port in plain HTTP; speaks v5 and v4; new pods are pending
+    /// once, then running.
     pub async fn start() -> Self {
+        Self::listen(None).await
+    }
+
+    /// The same over TLS, with the certificate in `tests/fixtures/tls-server.pem` (for
+    /// 127.0.0.1, signed by `tls-ca.pem`, a CA made for these tests only), as real API servers
+    /// are reached.
+    pub async fn start_tls() -> Self {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let chain = vec![CertificateDer::from_pem_file(dir.join("tls-server.pem")).unwrap()];
+        let key = PrivateKeyDer::from_pem_file(dir.join("tls-server-key.pem")).unwrap();
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        Self::listen(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn listen(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let fs = tempfile::tempdir().unwrap();
+        let is_tls = tls.is_some();
         let state = Arc::new(Mutex::new(State {
             requests: Vec::new(),
             pods: BTreeMap::new(),
@@ -248,14 +270,27 @@ impl FakeApi {
             while let Ok((stream, _)) = listener.accept().await {
                 let state = shared.clone();
                 let root = root.clone();
+                let tls = tls.clone();
                 let conn = tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         handle(state.clone(), root.clone(), req)
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .with_upgrades()
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match tls {
+                        None => {
+                            http.serve_connection(TokioIo::new(stream), svc)
+                                .with_upgrades()
+                                .await
+                        }
+                        Some(tls) => {
+                            let Ok(stream) = tls.accept(stream).await else {
+                                return;
+                            };
+                            http.serve_connection(TokioIo::new(stream), svc)
+                                .with_upgrades()
+                                .await
+                        }
+                    };
                 });
                 shared.lock().unwrap().tasks.push(conn.abort_handle());
             }
@@ -263,6 +298,7 @@ impl FakeApi {
         .abort_handle();
         Self {
             addr,
+            tls: is_tls,
             state,
             accept,
             fs,
@@ -270,7 +306,8 @@ impl FakeApi {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Stops answering: the listener and every open connection are closed, so the next

@@ -203,3 +203,32 @@ async fn options_override_the_kubeconfig_namespace_and_context() {
         "{e:?}"
     );
 }
+
+/// Real API servers are reached over TLS, with the cluster's CA from the kubeconfig: the
+/// same life over https, the exec websocket included.
+#[tokio::test]
+async fn the_same_over_tls_with_the_kubeconfigs_ca() {
+    let w = super::support::world_tls().await;
+    assert!(w.fake.url().starts_with("https://127.0.0.1:"));
+    w.fake
+        .on_exec("echo hello", Reply::transcript("exec-v5-hello.json"));
+    let sb = w
+        .backend
+        .start(&spec("tls"))
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}\n{}", w.fake.log()));
+    let out = sb.exec(ExecRequest::new("echo hello")).await.unwrap();
+    assert_eq!(
+        (out.exit_code, out.stdout.as_str()),
+        (Some(0), "hello\n"),
+        "{}",
+        w.fake.log()
+    );
+    sb.write_file("/tls.txt", b"over tls", 0o644).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(w.fake.fs().join("tls.txt")).unwrap(),
+        "over tls"
+    );
+    sb.destroy().await.unwrap();
+    assert!(w.fake.pods().is_empty(), "{}", w.fake.log());
+}

@@ -46,7 +46,21 @@ pub async fn world() -> World {
 /// A fake server and a backend connected through a kubeconfig file naming it (context
 /// `fake`, namespace [`NS`], token [`TOKEN`]); `tweak` changes the options first.
 pub async fn world_with(tweak: impl FnOnce(&mut KubeOptions)) -> World {
-    let fake = FakeApi::start().await;
+    connected(FakeApi::start().await, tweak).await
+}
+
+/// The same over TLS: the kubeconfig carries the test CA as `certificate-authority-data`.
+pub async fn world_tls() -> World {
+    connected(FakeApi::start_tls().await, |_| {}).await
+}
+
+async fn connected(fake: FakeApi, tweak: impl FnOnce(&mut KubeOptions)) -> World {
+    use base64::Engine as _;
+    let ca = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls-ca.pem"),
+    )
+    .unwrap();
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca);
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = format!(
         "apiVersion: v1
@@ -58,6 +72,7 @@ clusters:
 - name: fake
   cluster:
     server: {url}
+    certificate-authority-data: {ca}
 contexts:
 - name: other
   context:
