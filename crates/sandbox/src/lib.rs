@@ -115,9 +115,9 @@ pub struct EnvironmentSpec {
 pub enum SandboxError {
     #[error("cannot reach the Docker daemon: {0}")]
     Daemon(String),
-    /// A request to a daemon failed at the connection (refused, reset, timed out): the daemon
-    /// may be gone. A pool confirms with a ping and drains the host.
-    #[error("the Docker host {host} does not answer: {message}")]
+    /// A request to a daemon (or a Kubernetes API server) failed at the connection (refused,
+    /// reset, timed out): it may be gone. A pool confirms with a ping and drains the host.
+    #[error("the host {host} does not answer: {message}")]
     Unreachable { host: String, message: String },
     /// The pool drained the host this sandbox ran on (it stopped answering): nothing the
     /// sandbox did can be trusted any more, and the trial belongs on another host.
