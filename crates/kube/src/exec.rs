@@ -127,7 +127,7 @@ pub fn exit_code(status: &Status) -> Result<i64, String> {
 }
 
 /// One exec: an `sh -c` script, its stdin, how much output to keep, how long it may run.
-pub struct Call {
+pub(crate) struct Call {
     pub script: String,
     pub stdin: Option<Vec<u8>>,
     pub limit: usize,
@@ -140,7 +140,7 @@ pub struct Call {
 
 /// What one exec returned.
 #[derive(Debug, Default)]
-pub struct Raw {
+pub(crate) struct Raw {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub truncated: bool,
@@ -294,7 +294,7 @@ async fn drain(
 
 /// Kills the processes marked `mark`, bounded by [`KILL_TIMEOUT`]; failures are logged (the
 /// pod is deleted at the end of the trial anyway).
-pub async fn kill(pods: &Api<Pod>, pod: &str, mark: &str) {
+pub(crate) async fn kill(pods: &Api<Pod>, pod: &str, mark: &str) {
     let params = AttachParams::default().container(CONTAINER);
     let command = ["sh".to_owned(), "-c".to_owned(), kill_script(mark)];
     let run = async {
