@@ -1,9 +1,10 @@
 //! A fake Kubernetes API server on 127.0.0.1: the tests' counterpart of a cluster.
 //!
-//! It answers in the API's wire format from recorded bodies in `tests/fixtures/` (a pod as
-//! created, as read while pending, running, in ImagePullBackOff, OOM-killed; a NetworkPolicy
-//! as created; `Status` objects for 404, 403 and deletions; `/version`), with the identity of
-//! the pod asked about (name, namespace, uid, labels, spec) put in. Pods and policies live in
+//! It answers in the API's wire format from bodies in `tests/fixtures/`, written by hand in that
+//! format (not captured from a live server): a pod as created, as read while pending, running,
+//! in ImagePullBackOff, OOM-killed; a NetworkPolicy as created; `Status` objects for 404, 403
+//! and deletions; `/version`. The identity of the pod asked about (name, namespace, uid,
+//! labels, spec) is put in. Pods and policies live in
 //! an in-memory table, so what is created is listed, and what is deleted is 404 afterwards.
 //!
 //! `pods/exec` is upgraded to a websocket with the subprotocol negotiated from the client's
@@ -98,7 +99,7 @@ pub fn status_json(code: i64, command: &str) -> String {
 }
 
 impl Reply {
-    /// A recorded transcript from `tests/fixtures/` (`{"frames": [{"channel", "data"}]}`).
+    /// A transcript from `tests/fixtures/` (`{"frames": [{"channel", "data"}]}`).
     pub fn transcript(name: &str) -> Self {
         let v = fixture(name);
         let frames = v["frames"]
@@ -114,7 +115,7 @@ impl Reply {
     }
 
     /// A command that printed `stdout` and `stderr` and exited `code`, framed like the
-    /// recorded transcripts.
+    /// transcripts.
     pub fn exit(code: i64, stdout: &[u8], stderr: &[u8]) -> Self {
         let mut frames = opening();
         // Large output comes in frames of at most 32 KiB, as the kubelet's copy buffer does.
