@@ -172,6 +172,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let backend = backend(
         SandboxKind::from_config(settings.sandbox.as_deref()),
         &settings.docker_hosts,
+        &settings.kubernetes,
     )
     .await?;
     let config = JobConfig {

@@ -188,6 +188,7 @@ pub async fn run(args: OptimizeArgs) -> anyhow::Result<ExitCode> {
     let backend = backend(
         SandboxKind::from_config(ws.config.eval.sandbox.as_deref()),
         &ws.config.sandbox.docker_hosts,
+        &ws.config.sandbox.kubernetes,
     )
     .await?;
     let opts = Options {

@@ -23,7 +23,8 @@ pub struct RunArgs {
     pub harness: PathBuf,
     #[command(flatten)]
     pub model: crate::settings::ModelArgs,
-    /// Where the agent's commands run: `docker` (with --image) or `local` (with --workdir).
+    /// Where the agent's commands run: `docker` (with --image), `local` (with --workdir) or
+    /// `kubernetes` (with --image: a pod in the kube config's cluster, `[sandbox.kubernetes]`).
     #[arg(long, value_enum)]
     pub sandbox: Option<SandboxKind>,
     /// The Docker image to run in.
@@ -67,6 +68,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
     };
     let (backend, spec): (Arc<dyn Backend>, EnvironmentSpec) = match kind {
+        SandboxKind::Kubernetes => {
+            let image = args
+                .image
+                .clone()
+                .context("--sandbox kubernetes needs --image IMAGE")?;
+            let kube = ws
+                .as_ref()
+                .map(|w| w.sandbox.kubernetes.clone())
+                .unwrap_or_default();
+            let spec = EnvironmentSpec {
+                name: "run".into(),
+                docker_image: Some(image),
+                workdir: args.workdir.as_ref().map(|w| w.display().to_string()),
+                ..EnvironmentSpec::default()
+            };
+            (crate::sandbox::kubernetes(&kube).await?, spec)
+        }
         SandboxKind::Docker => {
             let image = args
                 .image

@@ -1,6 +1,7 @@
 //! Choosing the sandbox backend: `docker` when a daemon answers, else `local`; with Docker
 //! hosts given (`--docker-host`, `[sandbox].docker_hosts`), those daemons: one host directly,
-//! two or more as a pool.
+//! two or more as a pool; `kubernetes` (asked for only) a pod per trial in the cluster of the
+//! kube config, as `[sandbox.kubernetes]` says.
 
 use std::sync::Arc;
 
@@ -9,12 +10,13 @@ use autoagent_sandbox::Backend;
 use autoagent_sandbox::docker::DockerBackend;
 use autoagent_sandbox::local::{Isolation, LocalBackend};
 use autoagent_sandbox::pool::{HostSpec, PoolBackend, PoolOptions};
-use autoagent_settings::DockerHostEntry;
+use autoagent_settings::{DockerHostEntry, KubernetesSection};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SandboxKind {
     Docker,
     Local,
+    Kubernetes,
 }
 
 impl SandboxKind {
@@ -22,14 +24,16 @@ impl SandboxKind {
         match self {
             Self::Docker => "docker",
             Self::Local => "local",
+            Self::Kubernetes => "kubernetes",
         }
     }
 
-    /// A resolved `sandbox` setting (already checked to be one of the two).
+    /// A resolved `sandbox` setting (already checked to be one of the three).
     pub fn from_config(s: Option<&str>) -> Option<Self> {
         match s {
             Some("docker") => Some(Self::Docker),
             Some("local") => Some(Self::Local),
+            Some("kubernetes") => Some(Self::Kubernetes),
             _ => None,
         }
     }
@@ -52,16 +56,19 @@ pub struct DockerHostArgs {
 pub async fn backend(
     kind: Option<SandboxKind>,
     hosts: &[DockerHostEntry],
+    kube: &KubernetesSection,
 ) -> anyhow::Result<Arc<dyn Backend>> {
     if !hosts.is_empty() {
-        if kind == Some(SandboxKind::Local) {
+        if let Some(k @ (SandboxKind::Local | SandboxKind::Kubernetes)) = kind {
             anyhow::bail!(
-                "Docker hosts are given (--docker-host or [sandbox].docker_hosts) but the sandbox is local; drop one of them"
+                "Docker hosts are given (--docker-host or [sandbox].docker_hosts) but the sandbox is {}; drop one of them",
+                k.as_str()
             );
         }
         return docker_hosts(hosts).await;
     }
     match kind {
+        Some(SandboxKind::Kubernetes) => kubernetes(kube).await,
         Some(SandboxKind::Docker) => {
             let d = DockerBackend::connect()
                 .await
@@ -115,6 +122,33 @@ async fn docker_hosts(hosts: &[DockerHostEntry]) -> anyhow::Result<Arc<dyn Backe
         }
     }
     Ok(Arc::new(pool))
+}
+
+/// The Kubernetes backend, from the kube config in the usual places.
+#[cfg(feature = "kubernetes")]
+pub async fn kubernetes(kube: &KubernetesSection) -> anyhow::Result<Arc<dyn Backend>> {
+    let options = autoagent_kube::KubeOptions {
+        namespace: kube.namespace.clone(),
+        registry: kube.registry.clone(),
+        context: kube.context.clone(),
+        ..autoagent_kube::KubeOptions::default()
+    };
+    let b = autoagent_kube::KubernetesBackend::connect(options)
+        .await
+        .context("--sandbox kubernetes (the cluster of $KUBECONFIG or ~/.kube/config; [sandbox.kubernetes] in autoagent.toml)")?;
+    eprintln!(
+        "kubernetes: pods in namespace {} of {}",
+        b.namespace(),
+        b.host()
+    );
+    Ok(Arc::new(b))
+}
+
+#[cfg(not(feature = "kubernetes"))]
+pub async fn kubernetes(_kube: &KubernetesSection) -> anyhow::Result<Arc<dyn Backend>> {
+    anyhow::bail!(
+        "--sandbox kubernetes: this autoagent was built without the `kubernetes` cargo feature"
+    )
 }
 
 async fn local() -> LocalBackend {

@@ -25,6 +25,8 @@ use crate::trial::{TrialSpec, image_spec, run_trial};
 
 /// The sandbox label that carries the job's id.
 pub const JOB_LABEL: &str = "autoagent.job";
+/// The sandbox label that carries the trial's name.
+pub const TRIAL_LABEL: &str = "autoagent.trial";
 
 /// Reruns of one trial after its host was lost (`SandboxHostLostError`), on top of
 /// `max_retries`: a lost host is no fault of the trial's, but a host that keeps coming back and
@@ -535,7 +537,10 @@ pub async fn run_job(
                 timeout_multiplier: config.timeout_multiplier,
                 disable_verification: config.disable_verification,
                 config: trial_config_json(&config, &task, &name, job.path(), &job_id),
-                labels: BTreeMap::from([(JOB_LABEL.to_owned(), job_id)]),
+                labels: BTreeMap::from([
+                    (JOB_LABEL.to_owned(), job_id),
+                    (TRIAL_LABEL.to_owned(), name.clone()),
+                ]),
                 attempt_index: cache.as_ref().map(|(_, k)| k.attempt),
                 task,
             };

@@ -91,7 +91,9 @@ impl Failure {
 impl From<SandboxError> for Failure {
     fn from(e: SandboxError) -> Self {
         let kind = match &e {
-            SandboxError::StartTimeout(_) => ExceptionType::EnvironmentStartTimeoutError,
+            SandboxError::StartTimeout(_) | SandboxError::StartTimeoutWaiting { .. } => {
+                ExceptionType::EnvironmentStartTimeoutError
+            }
             SandboxError::HostLost { .. } => ExceptionType::SandboxHostLostError,
             _ => ExceptionType::RuntimeError,
         };

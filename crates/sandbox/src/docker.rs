@@ -291,6 +291,53 @@ impl DockerBackend {
         Ok(tag)
     }
 
+    /// Tags the local image `local` as `remote` (`registry/repo:tag`) and pushes it, for
+    /// clusters that pull from a registry (the Kubernetes backend). No credentials are sent:
+    /// the registry must take pushes from this daemon as it is configured.
+    pub async fn push(&self, local: &str, remote: &str) -> Result<()> {
+        let push_err = |message: String| SandboxError::Build {
+            image: remote.to_owned(),
+            message,
+        };
+        let (repo, tag) = match remote.rsplit_once(':') {
+            // A colon after the last slash separates the tag; one before it is a port.
+            Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+            _ => (remote, "latest"),
+        };
+        let opts = bollard::query_parameters::TagImageOptions {
+            repo: Some(repo.to_owned()),
+            tag: Some(tag.to_owned()),
+        };
+        self.docker
+            .tag_image(local, Some(opts))
+            .await
+            .map_err(|e| {
+                self.inner
+                    .api_err(e, |e| push_err(format!("tagging {local}: {e}")))
+            })?;
+        let opts = bollard::query_parameters::PushImageOptions {
+            tag: Some(tag.to_owned()),
+            platform: None,
+        };
+        let mut stream = self.docker.push_image(repo, Some(opts), None);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(detail) = info.error_detail {
+                        return Err(push_err(format!(
+                            "pushing: {}",
+                            detail.message.unwrap_or_default()
+                        )));
+                    }
+                }
+                Err(e) => {
+                    return Err(self.inner.api_err(e, |e| push_err(format!("pushing: {e}"))));
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn ensure_prebuilt(&self, image: &str) -> Result<()> {
         if self.docker.inspect_image(image).await.is_ok() {
             return Ok(());

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 pub mod docker;
 pub mod local;
 pub mod pool;
-mod tarball;
+pub mod tarball;
 
 /// The most bytes of stdout (and, separately, of stderr) an exec keeps in memory.
 /// Beyond it the output is cut and [`ExecOutput::truncated`] is set; callers that need
@@ -115,9 +115,9 @@ pub struct EnvironmentSpec {
 pub enum SandboxError {
     #[error("cannot reach the Docker daemon: {0}")]
     Daemon(String),
-    /// A request to a daemon failed at the connection (refused, reset, timed out): the daemon
-    /// may be gone. A pool confirms with a ping and drains the host.
-    #[error("the Docker host {host} does not answer: {message}")]
+    /// A request to a daemon (or a Kubernetes API server) failed at the connection (refused,
+    /// reset, timed out): it may be gone. A pool confirms with a ping and drains the host.
+    #[error("the host {host} does not answer: {message}")]
     Unreachable { host: String, message: String },
     /// The pool drained the host this sandbox ran on (it stopped answering): nothing the
     /// sandbox did can be trusted any more, and the trial belongs on another host.
@@ -130,6 +130,14 @@ pub enum SandboxError {
     Build { image: String, message: String },
     #[error("starting the environment timed out after {0:?}")]
     StartTimeout(Duration),
+    /// The environment was not ready within the start timeout, and the backend knows what
+    /// it was still waiting for (a pod's `ImagePullBackOff`, `Unschedulable`).
+    #[error("starting the environment timed out after {after:?}: {why}")]
+    StartTimeoutWaiting { after: Duration, why: String },
+    /// A failure of the backend's own that is none of the above: its configuration is
+    /// missing or wrong (no kube config, an unknown context), or its API refused a cleanup.
+    #[error("{0}")]
+    Backend(String),
     #[error("starting the environment failed: {0}")]
     Start(String),
     #[error("exec failed: {0}")]
@@ -262,7 +270,7 @@ pub trait Sandbox: Send + Sync {
 /// Creates sandboxes.
 #[async_trait]
 pub trait Backend: Send + Sync {
-    /// `docker` or `local`.
+    /// `docker`, `local` or `kubernetes`.
     fn kind(&self) -> &'static str;
     async fn start(&self, spec: &EnvironmentSpec) -> Result<Box<dyn Sandbox>>;
     /// Removes every sandbox this backend started that is still alive (Ctrl-C).
@@ -328,8 +336,11 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
-/// Keeps at most `limit` bytes, cutting on a char boundary.
-pub(crate) fn push_capped(buf: &mut Vec<u8>, bytes: &[u8], limit: usize, truncated: &mut bool) {
+/// Appends `bytes` to `buf` while `buf` holds fewer than `limit` bytes, and sets `truncated`
+/// when some were dropped. The caller keeps reading after the cap (a stream that is not
+/// drained blocks the command); the cut may fall inside a UTF-8 character, which the lossy
+/// conversion of [`ExecOutput`] turns into a replacement character.
+pub fn push_capped(buf: &mut Vec<u8>, bytes: &[u8], limit: usize, truncated: &mut bool) {
     let room = limit.saturating_sub(buf.len());
     if bytes.len() > room {
         *truncated = true;

@@ -1,4 +1,5 @@
-//! Tar archives for the Engine API's archive endpoints.
+//! Tar archives for the Engine API's archive endpoints, and for backends that move files as a
+//! tar stream through an exec (`tar -xf - -C /` in, `tar -cf -` out: the Kubernetes backend).
 
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
@@ -9,7 +10,7 @@ use crate::{Result, SandboxError};
 /// `dest` (an absolute path): entries are named `dest/...`. Missing parents are created by the
 /// daemon on extraction, which saves a `mkdir -p` exec per upload. No entry is written for
 /// `dest` itself unless the directory is empty, so an existing directory keeps its mode and owner.
-pub(crate) fn pack_at(host: &Path, dest: &str) -> Result<Vec<u8>> {
+pub fn pack_at(host: &Path, dest: &str) -> Result<Vec<u8>> {
     let err = |e| SandboxError::io(format!("archiving {}", host.display()), e);
     let prefix = dest.trim_matches('/');
     let mut builder = tar::Builder::new(Vec::new());
@@ -51,7 +52,7 @@ pub(crate) fn pack_context(dir: &Path) -> Result<Vec<u8>> {
 }
 
 /// Archives one in-memory file.
-pub(crate) fn pack_bytes(file_name: &str, bytes: &[u8], mode: u32) -> Result<Vec<u8>> {
+pub fn pack_bytes(file_name: &str, bytes: &[u8], mode: u32) -> Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();
     header.set_size(bytes.len() as u64);
@@ -71,9 +72,10 @@ pub(crate) fn pack_bytes(file_name: &str, bytes: &[u8], mode: u32) -> Result<Vec
         .map_err(|e| SandboxError::io(format!("archiving {file_name}"), e))
 }
 
-/// Unpacks an archive from `GET /archive?path=SRC`, whose entries start with `basename(SRC)`.
+/// Unpacks an archive from `GET /archive?path=SRC` (or `tar -cf - -C dirname(SRC)
+/// basename(SRC)`), whose entries start with `basename(SRC)`.
 /// A single file lands at `host_dest`; a directory's contents land inside `host_dest`.
-pub(crate) fn unpack_download(archive: &[u8], host_dest: &Path) -> Result<()> {
+pub fn unpack_download(archive: &[u8], host_dest: &Path) -> Result<()> {
     let mut ar = tar::Archive::new(archive);
     let entries = ar
         .entries()

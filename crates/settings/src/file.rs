@@ -41,6 +41,62 @@ pub struct SandboxSection {
     /// Empty: the one daemon `$DOCKER_HOST` or the default socket names. With two or more,
     /// trials are spread over them (a pool; see `autoagent-sandbox`).
     pub docker_hosts: Vec<DockerHostEntry>,
+    /// Where `--sandbox kubernetes` runs pods (`[sandbox.kubernetes]`).
+    pub kubernetes: KubernetesSection,
+}
+
+/// `[sandbox.kubernetes]`: the cluster comes from the usual kube config (`$KUBECONFIG`,
+/// `~/.kube/config`, in-cluster); these say where in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesSection {
+    /// The namespace trial pods go in; unset: the kube config context's, else `default`.
+    pub namespace: Option<String>,
+    /// Where images built from a task's Dockerfile are pushed for the cluster to pull
+    /// (`registry.example.com:5000/team`); unset: only tasks with a `docker_image` run.
+    pub registry: Option<String>,
+    /// A context of the kube config; unset: its current context.
+    pub context: Option<String>,
+}
+
+impl KubernetesSection {
+    /// The first field that cannot be right, and why.
+    fn check(&self) -> Result<(), (String, String)> {
+        if let Some(ns) = &self.namespace {
+            let ok = !ns.is_empty()
+                && ns.len() <= 63
+                && ns
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !ns.starts_with('-')
+                && !ns.ends_with('-');
+            if !ok {
+                return Err((
+                    "sandbox.kubernetes.namespace".into(),
+                    format!(
+                        "expected a namespace name (at most 63 lowercase letters, digits and '-', not at either end), found {ns:?}"
+                    ),
+                ));
+            }
+        }
+        if let Some(r) = &self.registry
+            && (r.trim().is_empty() || r.contains("://") || r.chars().any(char::is_whitespace))
+        {
+            return Err((
+                "sandbox.kubernetes.registry".into(),
+                format!(
+                    "expected a registry and optional path without a scheme (\"registry.example.com:5000/team\"), found {r:?}"
+                ),
+            ));
+        }
+        if self.context.as_deref().is_some_and(|c| c.trim().is_empty()) {
+            return Err((
+                "sandbox.kubernetes.context".into(),
+                "expected a context name of the kube config, found an empty string".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One Docker host of `[sandbox].docker_hosts`: a URL, or `{ url, slots }`.
@@ -164,7 +220,7 @@ pub struct ModelsSection {
 pub struct EvalSection {
     /// The tasks folder (Harbor format), relative to the workspace.
     pub tasks: String,
-    /// `docker` or `local`; unset picks Docker when a daemon answers.
+    /// `docker`, `local` or `kubernetes`; unset picks Docker when a daemon answers.
     pub sandbox: Option<String>,
     /// Trials at once.
     pub concurrency: usize,
@@ -292,14 +348,14 @@ impl WorkspaceConfig {
             ));
         }
         if let Some(s) = &self.eval.sandbox
-            && s != "docker"
-            && s != "local"
+            && !["docker", "local", "kubernetes"].contains(&s.as_str())
         {
             return Err((
                 "eval.sandbox".into(),
-                format!("expected \"docker\" or \"local\", found {s:?}"),
+                format!("expected \"docker\", \"local\" or \"kubernetes\", found {s:?}"),
             ));
         }
+        self.sandbox.kubernetes.check()?;
         if let Err(crate::accept::AcceptConfigError::Field { field, message }) =
             self.accept.validate()
         {
@@ -342,7 +398,7 @@ task = "anthropic/claude-sonnet-4-5"
 
 [eval]
 tasks = "tasks"
-# sandbox = "docker"        # or "local"; default: docker when a daemon answers
+# sandbox = "docker"        # or "local", "kubernetes"; default: docker when a daemon answers
 concurrency = 4
 attempts = 3                # k: trials per task per evaluation
 max_retries = 2             # retries of infrastructure failures
@@ -355,6 +411,11 @@ max_retries = 2             # retries of infrastructure failures
 #   "unix:///var/run/docker.sock",
 #   { url = "ssh://me@build-1", slots = 16 },
 # ]
+
+# [sandbox.kubernetes]       # for sandbox = "kubernetes": one pod per trial
+# namespace = "default"      # default: the kube config context's namespace
+# registry = "registry.example.com:5000/team"   # where Dockerfile tasks' images are pushed
+# context = "kind-kind"      # default: the kube config's current context
 
 [optimize]
 # max_iterations = 50
@@ -460,6 +521,48 @@ mod tests {
             }
         );
         assert!(DockerHostEntry::parse_flag("a.sock").is_err());
+        std::fs::write(
+            &p,
+            "[eval]\nsandbox = \"kubernetes\"\n[sandbox.kubernetes]\nnamespace = \"trials\"\nregistry = \"registry.local:5000/team\"\ncontext = \"kind-kind\"\n",
+        )
+        .unwrap();
+        let c = WorkspaceConfig::load(&p).unwrap();
+        assert_eq!(
+            c.sandbox.kubernetes,
+            KubernetesSection {
+                namespace: Some("trials".into()),
+                registry: Some("registry.local:5000/team".into()),
+                context: Some("kind-kind".into()),
+            }
+        );
+        for (text, field, wanted) in [
+            (
+                "namespace = \"My_NS\"",
+                "sandbox.kubernetes.namespace",
+                "namespace name",
+            ),
+            (
+                "registry = \"https://r.io\"",
+                "sandbox.kubernetes.registry",
+                "without a scheme",
+            ),
+            ("context = \"\"", "sandbox.kubernetes.context", "empty"),
+            (
+                "namspace = \"x\"",
+                "sandbox.kubernetes",
+                "unknown field `namspace`",
+            ),
+        ] {
+            std::fs::write(&p, format!("[sandbox.kubernetes]\n{text}\n")).unwrap();
+            let e = WorkspaceConfig::load(&p).unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains(wanted), "{text}: {e}");
+        }
+        std::fs::write(&p, "[eval]\nsandbox = \"k8s\"\n").unwrap();
+        let e = WorkspaceConfig::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("eval.sandbox") && e.contains("kubernetes"),
+            "{e}"
+        );
         std::fs::write(&p, "[optimize]\nholdout = 1.5\n").unwrap();
         assert!(
             WorkspaceConfig::load(&p)

@@ -11,7 +11,9 @@ pub mod file;
 pub mod resolve;
 
 pub use accept::{AcceptConfig, AcceptConfigError, PolicyKind, StageSelect};
-pub use file::{ConfigError, DockerHostEntry, Holdout, SandboxSection, WorkspaceConfig};
+pub use file::{
+    ConfigError, DockerHostEntry, Holdout, KubernetesSection, SandboxSection, WorkspaceConfig,
+};
 pub use resolve::{
     AttemptsDefault, EvalFlags, EvalSettings, HarnessModel, ModelFlags, ResolvedModels,
     SettingsError, Source, Sourced, resolve_eval, resolve_models,

@@ -11,7 +11,7 @@ use autoagent_llm::env::vars;
 use autoagent_llm::{DEFAULT_MODEL, EnvSource, ModelConfig, ProviderKind, parse_model_name};
 
 use crate::env_vars::{AUTOAGENT_META_MODEL, AUTOAGENT_MODEL};
-use crate::file::{DockerHostEntry, WorkspaceConfig};
+use crate::file::{DockerHostEntry, KubernetesSection, WorkspaceConfig};
 
 /// Where a resolved value came from; shown to the user when something looks wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,10 +259,12 @@ pub struct EvalSettings {
     pub tasks: PathBuf,
     pub concurrency: usize,
     pub attempts: u32,
-    /// `docker` or `local`; `None`: Docker when a daemon answers.
+    /// `docker`, `local` or `kubernetes`; `None`: Docker when a daemon answers.
     pub sandbox: Option<String>,
     pub max_retries: u32,
     pub timeout_multiplier: f64,
+    /// `[sandbox.kubernetes]` of the workspace (no flags set it).
+    pub kubernetes: KubernetesSection,
     /// The Docker hosts: `--docker-host` flags, else `[sandbox].docker_hosts`; empty: the one
     /// daemon `$DOCKER_HOST` or the default socket names.
     pub docker_hosts: Vec<DockerHostEntry>,
@@ -301,6 +303,9 @@ pub fn resolve_eval(
             .timeout_multiplier
             .or(ws.map(|e| e.timeout_multiplier))
             .unwrap_or(1.0),
+        kubernetes: workspace
+            .map(|w| w.sandbox.kubernetes.clone())
+            .unwrap_or_default(),
         docker_hosts: if flags.docker_hosts.is_empty() {
             workspace
                 .map(|w| w.sandbox.docker_hosts.clone())
