@@ -468,7 +468,7 @@ async fn run_phases(
     } else {
         // The agent's sandbox has no further use: it goes before the verifier's starts.
         if let Some(sb) = sandbox.take() {
-            release(sb, trial_dir, log).await;
+            release(sb, trial_dir, log).await?;
         }
         let def = task.verifier_definition(None).ok_or_else(|| {
             Failure::new(
@@ -493,14 +493,33 @@ async fn run_phases(
     Ok(())
 }
 
-/// Hands the log dirs back and removes a sandbox whose work is done.
-async fn release(sb: Box<dyn Sandbox>, trial_dir: &TrialDir, log: &TrialLog) {
-    collect_logs(sb.as_ref(), trial_dir, log).await;
-    give_back_logs(sb.as_ref(), trial_dir).await;
+/// Hands the log dirs back and removes the agent's sandbox before a separate verifier runs.
+/// A sandbox whose host was lost while it lived left no measurement: the artifacts it gave may
+/// be cut short, so the trial is the host's failure (`Err`, retried) and nothing is verified.
+async fn release(
+    sb: Box<dyn Sandbox>,
+    trial_dir: &TrialDir,
+    log: &TrialLog,
+) -> Result<(), Failure> {
+    let lost = sb.lost();
+    if lost.is_none() {
+        collect_logs(sb.as_ref(), trial_dir, log).await;
+        give_back_logs(sb.as_ref(), trial_dir).await;
+    }
     if let Err(e) = sb.destroy().await {
         log.line(&format!("destroying the sandbox {}: {e}", sb.id()));
     }
     log.line("the agent's sandbox removed");
+    match lost {
+        None => Ok(()),
+        Some(why) => Err(Failure::new(
+            ExceptionType::SandboxHostLostError,
+            format!(
+                "the Docker host {} stopped answering and was drained ({why})",
+                sb.host().unwrap_or_default()
+            ),
+        )),
+    }
 }
 
 /// For a sandbox whose log dirs are not bind mounts of this machine's (a Kubernetes pod, a
@@ -911,7 +930,7 @@ impl Phases<'_> {
                         verify(sb, &plan, trial_dir, broken).await
                     } else {
                         if last && let Some(sb) = sandbox.take() {
-                            release(sb, trial_dir, log).await;
+                            release(sb, trial_dir, log).await?;
                         }
                         match task.verifier_definition(Some(step)) {
                             Some(def) => {
