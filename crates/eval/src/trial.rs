@@ -335,7 +335,6 @@ async fn run_phases(
     let task = &spec.task;
     let cfg = &task.config;
     let m = spec.timeout_multiplier;
-    let host_env = |k: &str| std::env::var(k).ok();
 
     // 1. Environment.
     let mut setup = TimingInfo::start();
@@ -344,17 +343,7 @@ async fn run_phases(
         memory_mb: cfg.environment.memory_mb,
         network: cfg.environment.network_mode != autoagent_harbor::config::NetworkMode::NoNetwork
             && cfg.agent.network_mode != Some(autoagent_harbor::config::NetworkMode::NoNetwork),
-        env: cfg
-            .environment
-            .env
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    autoagent_harbor::config::resolve_env_template(v, host_env),
-                )
-            })
-            .collect(),
+        env: resolved_env(&cfg.environment.env),
         workdir: cfg.environment.workdir.clone(),
         mounts: trial_dir
             .mounts()
@@ -682,7 +671,6 @@ impl Phases<'_> {
     ) -> Result<Rewards, Failure> {
         let (spec, trial_dir, log) = (self.spec, self.trial_dir, self.log);
         let env = &def.config;
-        let host_env = |k: &str| std::env::var(k).ok();
         let env_spec = EnvironmentSpec {
             name: format!("{}-verifier", spec.task.name),
             build_context: env
@@ -697,16 +685,7 @@ impl Phases<'_> {
             network: env.network_mode != autoagent_harbor::config::NetworkMode::NoNetwork
                 && spec.task.config.verifier.network_mode
                     != Some(autoagent_harbor::config::NetworkMode::NoNetwork),
-            env: env
-                .env
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        autoagent_harbor::config::resolve_env_template(v, host_env),
-                    )
-                })
-                .collect(),
+            env: resolved_env(&env.env),
             workdir: env.workdir.clone(),
             mounts: vec![Mount {
                 host: trial_dir.verifier_dir(),
@@ -1314,9 +1293,22 @@ fn verifier_env(
     task_env: &std::collections::BTreeMap<String, String>,
     step_env: Option<&std::collections::BTreeMap<String, String>>,
 ) -> std::collections::BTreeMap<String, String> {
-    task_env
-        .iter()
-        .chain(step_env.into_iter().flatten())
+    let mut env = task_env.clone();
+    env.extend(
+        step_env
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    resolved_env(&env)
+}
+
+/// An env table with its `${VAR}` / `${VAR:-default}` templates resolved from this process's
+/// environment (Harbor's `resolve_env_vars`).
+fn resolved_env(
+    env: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    env.iter()
         .map(|(k, v)| {
             (
                 k.clone(),

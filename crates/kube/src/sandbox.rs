@@ -46,15 +46,7 @@ impl KubeSandbox {
 
     /// A relative path is taken from the workdir, as the Docker backend does.
     fn absolute(&self, path: &str) -> Result<String> {
-        if path.starts_with('/') {
-            return Ok(path.to_owned());
-        }
-        match &self.workdir {
-            Some(w) => Ok(format!("{}/{path}", w.trim_end_matches('/'))),
-            None => Err(SandboxError::Transfer(format!(
-                "{path}: a relative path needs a workdir; give an absolute path"
-            ))),
-        }
+        autoagent_sandbox::absolute_path(self.workdir.as_deref(), path)
     }
 
     /// Unpacks a tar archive (entries named from `/`) in the pod. `-o`: files belong to the

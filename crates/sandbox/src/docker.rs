@@ -708,15 +708,7 @@ impl DockerSandbox {
 
     /// Archive paths are absolute; a relative one is taken from the workdir.
     fn absolute(&self, path: &str) -> Result<String> {
-        if path.starts_with('/') {
-            return Ok(path.to_owned());
-        }
-        match &self.workdir {
-            Some(w) => Ok(format!("{}/{path}", w.trim_end_matches('/'))),
-            None => Err(SandboxError::Transfer(format!(
-                "{path}: a relative path needs a workdir; give an absolute path"
-            ))),
-        }
+        crate::absolute_path(self.workdir.as_deref(), path)
     }
 
     async fn put_archive(&self, dir: &str, tar: Vec<u8>) -> Result<()> {

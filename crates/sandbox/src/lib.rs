@@ -324,6 +324,20 @@ pub fn dir_digest(dir: &Path) -> Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// A path for a file copy into or out of a sandbox: an absolute one as it is, a relative one
+/// taken from the workdir (an error without one).
+pub fn absolute_path(workdir: Option<&str>, path: &str) -> Result<String> {
+    if path.starts_with('/') {
+        return Ok(path.to_owned());
+    }
+    match workdir {
+        Some(w) => Ok(format!("{}/{path}", w.trim_end_matches('/'))),
+        None => Err(SandboxError::Transfer(format!(
+            "{path}: a relative path needs a workdir; give an absolute path"
+        ))),
+    }
+}
+
 /// `s` quoted for `bash -c`.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
