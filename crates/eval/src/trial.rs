@@ -248,7 +248,8 @@ pub(crate) async fn run_trial(
                 &log,
             );
         }
-        if sb.lost().is_none() {
+        // A multi-step trial collected each step's logs before archiving it.
+        if sb.lost().is_none() && !task.config.has_steps() {
             collect_logs(sb.as_ref(), trial_dir, &log).await;
         }
         give_back_logs(sb.as_ref(), trial_dir).await;
@@ -341,8 +342,13 @@ async fn run_phases(
     let env_spec = EnvironmentSpec {
         cpus: cfg.environment.cpus,
         memory_mb: cfg.environment.memory_mb,
+        // One sandbox serves every step: a step that must not reach the network keeps it off
+        // for all (Harbor cannot switch a running Docker sandbox's network either).
         network: cfg.environment.network_mode != autoagent_harbor::config::NetworkMode::NoNetwork
-            && cfg.agent.network_mode != Some(autoagent_harbor::config::NetworkMode::NoNetwork),
+            && cfg.agent.network_mode != Some(autoagent_harbor::config::NetworkMode::NoNetwork)
+            && !cfg.step_list().iter().any(|s| {
+                s.agent.network_mode == Some(autoagent_harbor::config::NetworkMode::NoNetwork)
+            }),
         env: resolved_env(&cfg.environment.env),
         workdir: cfg.environment.workdir.clone(),
         mounts: trial_dir
@@ -466,7 +472,7 @@ async fn run_phases(
             )
         })?;
         phases
-            .separate_verifier(&def, &plan, &cfg.artifacts, "trial")
+            .separate_verifier(&def, &plan, &cfg.artifacts, None)
             .await
     };
     vt.finish();
@@ -625,6 +631,11 @@ impl Phases<'_> {
                     _ if !e.continues_to_verifier() && ctx.step.is_none() => {
                         return Err(agent_failure(&e));
                     }
+                    // Unlike Harbor, a step's infrastructure failure (the model provider down,
+                    // say) is not scored as the step's: the trial is retried.
+                    _ if e.exception_type().is_infrastructure() => {
+                        return Err(agent_failure(&e));
+                    }
                     // A step records any agent failure on itself (Harbor's `_run_step_agent`).
                     _ => out.failure = Some(agent_failure(&e)),
                 }
@@ -667,8 +678,15 @@ impl Phases<'_> {
         def: &VerifierDefinition,
         plan: &VerifyPlan,
         artifacts: &[ArtifactSpec],
-        key: &str,
+        step: Option<&StepConfig>,
     ) -> Result<Rewards, Failure> {
+        let key = step.map_or("trial", |s| s.name.as_str());
+        let verifier_network = step.and_then(|s| s.verifier.network_mode).or(self
+            .spec
+            .task
+            .config
+            .verifier
+            .network_mode);
         let (spec, trial_dir, log) = (self.spec, self.trial_dir, self.log);
         let env = &def.config;
         let env_spec = EnvironmentSpec {
@@ -683,8 +701,7 @@ impl Phases<'_> {
             cpus: env.cpus,
             memory_mb: env.memory_mb,
             network: env.network_mode != autoagent_harbor::config::NetworkMode::NoNetwork
-                && spec.task.config.verifier.network_mode
-                    != Some(autoagent_harbor::config::NetworkMode::NoNetwork),
+                && verifier_network != Some(autoagent_harbor::config::NetworkMode::NoNetwork),
             env: resolved_env(&env.env),
             workdir: env.workdir.clone(),
             mounts: vec![Mount {
@@ -829,10 +846,7 @@ impl Phases<'_> {
                 }
                 verifier_dirs_used = false;
             }
-            if let Err(f) = self.prepare_step(sb, step, user.clone()).await {
-                if f.kind.is_infrastructure() {
-                    return Err(f);
-                }
+            if let Some(f) = self.prepare_step(sb, step, user.clone()).await? {
                 log.line(&format!("step {}: {}: {}", step.name, f.kind, f.message));
                 sr.exception_info = Some(exception_info(f));
             }
@@ -913,7 +927,7 @@ impl Phases<'_> {
                         }
                         match task.verifier_definition(Some(step)) {
                             Some(def) => {
-                                self.separate_verifier(&def, &plan, &artifacts, &step.name)
+                                self.separate_verifier(&def, &plan, &artifacts, Some(step))
                                     .await
                             }
                             None => Err(Failure::new(
@@ -957,6 +971,10 @@ impl Phases<'_> {
                     min.failure(sr.verifier_result.as_ref().map(rewards_f64).as_ref())
                 })
             };
+            if let Some(sb) = sandbox.as_deref() {
+                // What root wrote in the shared dirs goes back to our user before it moves.
+                give_back_logs(sb, trial_dir).await;
+            }
             archive_step(trial_dir, &step.name, !last && stop.is_none(), log);
             step_results.push(sr);
             if let Some(why) = stop {
@@ -998,35 +1016,49 @@ impl Phases<'_> {
 
     /// A step's preparation (Harbor's `_prepare_step`): its `workdir/` uploaded into the
     /// sandbox's working directory, its `workdir/setup.sh` run there, its healthcheck.
+    ///
+    /// `Ok(Some(f))` is the step's failure (Harbor records it on the step and stops there): a
+    /// `setup.sh` that failed, a healthcheck that did not pass, a sandbox the earlier steps'
+    /// agent broke. `Err` is the infrastructure's: the sandbox is gone or its host does not
+    /// answer.
     async fn prepare_step(
         &self,
         sb: &dyn Sandbox,
         step: &StepConfig,
         user: Option<String>,
-    ) -> Result<(), Failure> {
+    ) -> Result<Option<Failure>, Failure> {
+        let broken = |note: String| Some(Failure::new(ExceptionType::RuntimeError, note));
         let dir = self.spec.task.step_dir(&step.name).join("workdir");
-        let pwd = sb
-            .exec(ExecRequest::new("pwd").user(user.clone()))
-            .await
-            .map_err(Failure::from)?;
+        let pwd = match sb.exec(ExecRequest::new("pwd").user(user.clone())).await {
+            Ok(out) => out,
+            Err(e) => return Ok(broken(blame(sb, &e, "finding the working dir").await?)),
+        };
         let workdir = match pwd.stdout.trim() {
             "" => "/".to_owned(),
             w => w.to_owned(),
         };
-        if dir.is_dir() {
-            sb.upload(&dir, &workdir).await.map_err(Failure::from)?;
+        if dir.is_dir()
+            && let Err(e) = sb.upload(&dir, &workdir).await
+        {
+            return Ok(broken(
+                blame(
+                    sb,
+                    &e,
+                    &format!("uploading the step's workdir/ to {workdir}"),
+                )
+                .await?,
+            ));
         }
         if dir.join("setup.sh").is_file() {
             let script = format!("{}/setup.sh", workdir.trim_end_matches('/'));
-            let out = sb
-                .exec(
-                    ExecRequest::new(format!("bash {}", autoagent_sandbox::shell_quote(&script)))
-                        .user(user),
-                )
-                .await
-                .map_err(Failure::from)?;
+            let run = ExecRequest::new(format!("bash {}", autoagent_sandbox::shell_quote(&script)))
+                .user(user);
+            let out = match sb.exec(run).await {
+                Ok(out) => out,
+                Err(e) => return Ok(broken(blame(sb, &e, "running setup.sh").await?)),
+            };
             if out.exit_code != Some(0) {
-                return Err(Failure::new(
+                return Ok(Some(Failure::new(
                     ExceptionType::RuntimeError,
                     format!(
                         "Step '{}' setup.sh exited with code {}: {}",
@@ -1034,13 +1066,20 @@ impl Phases<'_> {
                         out.exit_code.map_or("-".to_owned(), |c| c.to_string()),
                         out.stderr.trim()
                     ),
-                ));
+                )));
             }
         }
-        if let Some(hc) = &step.healthcheck {
-            healthcheck(sb, hc).await?;
+        if let Some(hc) = &step.healthcheck
+            && let Err(f) = healthcheck(sb, hc).await
+        {
+            // A healthcheck that ran and failed is the step's; one whose exec failed is the
+            // step's too unless the sandbox is gone.
+            if f.kind == ExceptionType::HealthcheckError || sb.liveness().await.is_present() {
+                return Ok(Some(f));
+            }
+            return Err(f);
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -1116,9 +1155,11 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         } else if kind.is_symlink() {
             let _ = std::fs::remove_file(&dst);
             std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &dst)?;
-        } else {
+        } else if kind.is_file() {
             std::fs::copy(entry.path(), &dst)?;
         }
+        // Anything else (a FIFO, a socket the agent left) is not copied: opening a FIFO would
+        // block until someone writes to it.
     }
     Ok(())
 }
@@ -1591,6 +1632,24 @@ async fn collect_artifacts(
             continue;
         };
         let target = trial_dir.artifacts_dir().join(&destination);
+        // An earlier artifact may have left a link on the way (a download keeps links as
+        // links): writing through it would leave the trial dir.
+        if autoagent_sandbox::tarball::crosses_symlink(
+            &trial_dir.artifacts_dir(),
+            Path::new(&destination),
+        ) {
+            log.line(&format!(
+                "artifact {source}: a symlink lies on the way to {destination}; skipped"
+            ));
+            manifest.push(manifest_entry(
+                &source,
+                &destination,
+                "file",
+                "failed",
+                &exclude,
+            ));
+            continue;
+        }
         // Harbor makes the destination's parent before it knows whether the source exists.
         if let Some(parent) = target.parent() {
             let _ = std::fs::create_dir_all(parent);

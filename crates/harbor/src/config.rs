@@ -488,35 +488,14 @@ impl TaskConfig {
     /// Checks the numbers serde cannot: finite, not negative, not absurd. Returns the field and
     /// what was expected.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        let secs = |field: &str, v: f64| {
-            if v.is_finite() && (0.0..=MAX_SECONDS).contains(&v) {
-                Ok(())
-            } else {
-                Err((
-                    field.to_owned(),
-                    format!("expected seconds between 0 and {MAX_SECONDS}, found {v}"),
-                ))
-            }
-        };
+        let secs = check_secs;
         if let Some(t) = self.agent.timeout_sec {
             secs("agent.timeout_sec", t)?;
         }
         secs("verifier.timeout_sec", self.verifier.timeout_sec)?;
-        secs(
-            "environment.build_timeout_sec",
-            self.environment.build_timeout_sec,
-        )?;
-        if let Some(h) = &self.environment.healthcheck {
-            secs("environment.healthcheck.interval_sec", h.interval_sec)?;
-            secs("environment.healthcheck.timeout_sec", h.timeout_sec)?;
-            secs(
-                "environment.healthcheck.start_period_sec",
-                h.start_period_sec,
-            )?;
-            secs(
-                "environment.healthcheck.start_interval_sec",
-                h.start_interval_sec,
-            )?;
+        check_environment("environment", &self.environment)?;
+        if let Some(e) = &self.verifier.environment {
+            check_environment("verifier.environment", e)?;
         }
         for (i, c) in self.verifier.collect.iter().enumerate() {
             secs(&format!("verifier.collect[{i}].timeout_sec"), c.timeout_sec)?;
@@ -543,6 +522,12 @@ impl TaskConfig {
                 secs(&at("agent.timeout_sec"), t)?;
             }
             secs(&at("verifier.timeout_sec"), step.verifier.timeout_sec)?;
+            if let Some(h) = &step.healthcheck {
+                check_healthcheck(&at("healthcheck"), h)?;
+            }
+            if let Some(e) = &step.verifier.environment {
+                check_environment(&at("verifier.environment"), e)?;
+            }
             shared_without_environment(&format!("steps[{i}].verifier"), &step.verifier)?;
             for (j, c) in step.verifier.collect.iter().enumerate() {
                 secs(
@@ -551,24 +536,52 @@ impl TaskConfig {
                 )?;
             }
         }
-        if let Some(c) = self.environment.cpus
-            && !(c.is_finite() && c > 0.0 && c <= 4096.0)
-        {
-            return Err((
-                "environment.cpus".into(),
-                format!("expected a number of CPUs above 0, found {c}"),
-            ));
-        }
-        if let Some(m) = self.environment.memory_mb
-            && !(1..=(1 << 30)).contains(&m)
-        {
-            return Err((
-                "environment.memory_mb".into(),
-                format!("expected MiB between 1 and 2^30, found {m}"),
-            ));
-        }
         Ok(())
     }
+}
+
+/// Seconds a phase may be given: finite, not negative, not absurd.
+fn check_secs(field: &str, v: f64) -> Result<(), (String, String)> {
+    if v.is_finite() && (0.0..=MAX_SECONDS).contains(&v) {
+        Ok(())
+    } else {
+        Err((
+            field.to_owned(),
+            format!("expected seconds between 0 and {MAX_SECONDS}, found {v}"),
+        ))
+    }
+}
+
+fn check_healthcheck(at: &str, h: &Healthcheck) -> Result<(), (String, String)> {
+    check_secs(&format!("{at}.interval_sec"), h.interval_sec)?;
+    check_secs(&format!("{at}.timeout_sec"), h.timeout_sec)?;
+    check_secs(&format!("{at}.start_period_sec"), h.start_period_sec)?;
+    check_secs(&format!("{at}.start_interval_sec"), h.start_interval_sec)
+}
+
+/// The numbers of an environment table (`[environment]`, or a verifier's).
+fn check_environment(at: &str, e: &EnvironmentConfig) -> Result<(), (String, String)> {
+    check_secs(&format!("{at}.build_timeout_sec"), e.build_timeout_sec)?;
+    if let Some(h) = &e.healthcheck {
+        check_healthcheck(&format!("{at}.healthcheck"), h)?;
+    }
+    if let Some(c) = e.cpus
+        && !(c.is_finite() && c > 0.0 && c <= 4096.0)
+    {
+        return Err((
+            format!("{at}.cpus"),
+            format!("expected a number of CPUs above 0, found {c}"),
+        ));
+    }
+    if let Some(m) = e.memory_mb
+        && !(1..=(1 << 30)).contains(&m)
+    {
+        return Err((
+            format!("{at}.memory_mb"),
+            format!("expected MiB between 1 and 2^30, found {m}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Harbor refuses `environment_mode = "shared"` beside a verifier environment.
@@ -789,6 +802,14 @@ docker_image = "grader:1"
             "steps[1].name"
         );
         assert_eq!(bad("[[steps]]\nname = \"nul.txt\"\n").0, "steps[0].name");
+        assert_eq!(
+            bad("[[steps]]\nname = \"a\"\n[steps.healthcheck]\ncommand = \"true\"\ntimeout_sec = -1\n").0,
+            "steps[0].healthcheck.timeout_sec"
+        );
+        assert_eq!(
+            bad("[verifier.environment]\ncpus = 0\n").0,
+            "verifier.environment.cpus"
+        );
     }
 
     #[test]

@@ -496,24 +496,8 @@ impl DockerBackend {
             compose_project: None,
             host_mounts: bind_mounts,
         };
-        if !bind_mounts && !spec.mounts.is_empty() {
-            let dirs: Vec<String> = spec
-                .mounts
-                .iter()
-                .map(|m| crate::shell_quote(&m.target))
-                .collect();
-            let out = sandbox
-                .exec(
-                    ExecRequest::new(format!("mkdir -p {0} && chmod 777 {0}", dirs.join(" ")))
-                        .user(Some("root".to_owned())),
-                )
-                .await?;
-            if out.exit_code != Some(0) {
-                return Err(SandboxError::Start(format!(
-                    "making the log dirs in the container: {}",
-                    out.stderr.trim()
-                )));
-            }
+        if !bind_mounts {
+            sandbox.make_mount_dirs(spec).await?;
         }
         Ok(sandbox)
     }
@@ -704,6 +688,32 @@ pub struct DockerSandbox {
 impl DockerSandbox {
     pub fn container_id(&self) -> &str {
         &self.container_id
+    }
+
+    /// Without bind mounts, the spec's mount targets are made as world-writable dirs in the
+    /// container (the caller copies them out).
+    pub(crate) async fn make_mount_dirs(&self, spec: &EnvironmentSpec) -> Result<()> {
+        if spec.mounts.is_empty() {
+            return Ok(());
+        }
+        let dirs: Vec<String> = spec
+            .mounts
+            .iter()
+            .map(|m| crate::shell_quote(&m.target))
+            .collect();
+        let out = self
+            .exec(
+                ExecRequest::new(format!("mkdir -p {0} && chmod 777 {0}", dirs.join(" ")))
+                    .user(Some("root".to_owned())),
+            )
+            .await?;
+        if out.exit_code != Some(0) {
+            return Err(SandboxError::Start(format!(
+                "making the log dirs in the container: {}",
+                out.stderr.trim()
+            )));
+        }
+        Ok(())
     }
 
     /// Archive paths are absolute; a relative one is taken from the workdir.

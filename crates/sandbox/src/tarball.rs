@@ -27,7 +27,13 @@ pub fn pack_at(host: &Path, dest: &str) -> Result<Vec<u8>> {
             entry.map_err(|e| SandboxError::io(format!("reading {}", host.display()), e.into()))?;
         let rel = entry.path().strip_prefix(host).unwrap_or(entry.path());
         let name = format!("{prefix}/{}", rel.display());
-        if entry.file_type().is_dir() {
+        let kind = entry.file_type();
+        // A socket or FIFO left in a dir (an agent's, in the artifacts) cannot be archived; it
+        // is left out, as Harbor's tar filter leaves out special files.
+        if !(kind.is_dir() || kind.is_file() || kind.is_symlink()) {
+            continue;
+        }
+        if kind.is_dir() {
             builder.append_dir(&name, entry.path()).map_err(err)?;
         } else {
             builder
@@ -75,7 +81,13 @@ pub fn pack_bytes(file_name: &str, bytes: &[u8], mode: u32) -> Result<Vec<u8>> {
 /// Unpacks an archive from `GET /archive?path=SRC` (or `tar -cf - -C dirname(SRC)
 /// basename(SRC)`), whose entries start with `basename(SRC)`.
 /// A single file lands at `host_dest`; a directory's contents land inside `host_dest`.
+///
+/// What a sandbox hands back is written by its agent, so nothing is written through a symlink:
+/// an archive's symlinks are made as links, a link already where a file or dir goes is
+/// replaced, and an entry below a link (planted by this archive or an earlier download into
+/// the same dir) is skipped, so no write leaves `host_dest`.
 pub fn unpack_download(archive: &[u8], host_dest: &Path) -> Result<()> {
+    unlink_if_symlink(host_dest)?;
     let mut ar = tar::Archive::new(archive);
     let entries = ar
         .entries()
@@ -106,7 +118,11 @@ pub fn unpack_download(archive: &[u8], host_dest: &Path) -> Result<()> {
             write_entry(&mut entry, host_dest)?;
             continue;
         }
+        if crosses_symlink(host_dest, &rest) {
+            continue;
+        }
         let target = host_dest.join(&rest);
+        unlink_if_symlink(&target)?;
         if kind.is_dir() {
             std::fs::create_dir_all(&target)
                 .map_err(|e| SandboxError::io(format!("creating {}", target.display()), e))?;
@@ -124,6 +140,28 @@ pub fn unpack_download(archive: &[u8], host_dest: &Path) -> Result<()> {
                 let _ = std::os::unix::fs::symlink(link.as_ref(), &target);
             }
         }
+    }
+    Ok(())
+}
+
+/// Whether a dir between `root` and `root/rest` (not `root/rest` itself) is a symlink: a write
+/// to `root/rest` would then land wherever the link points.
+pub fn crosses_symlink(root: &Path, rest: &Path) -> bool {
+    let mut at = root.to_path_buf();
+    let Some(parent) = rest.parent() else {
+        return false;
+    };
+    parent.components().any(|c| {
+        at.push(c);
+        std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink())
+    })
+}
+
+/// Removes `path` when it is a symlink, so what is written there is not written through it.
+fn unlink_if_symlink(path: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(path)
+            .map_err(|e| SandboxError::io(format!("removing the link {}", path.display()), e))?;
     }
     Ok(())
 }
@@ -166,6 +204,62 @@ mod tests {
             std::fs::read_to_string(dst.path().join("b.txt")).unwrap(),
             "B"
         );
+    }
+
+    #[test]
+    fn nothing_is_written_through_a_symlink() {
+        let outside = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        // An earlier download left links to outside the dest.
+        std::os::unix::fs::symlink(outside.path(), dst.path().join("d")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("f"), dst.path().join("f")).unwrap();
+        // This archive writes below the dir link, over the file link, and plants and then
+        // uses a link of its own.
+        let mut b = tar::Builder::new(Vec::new());
+        let file = |b: &mut tar::Builder<Vec<u8>>, name: &str| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(1);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, &b"x"[..]).unwrap();
+        };
+        file(&mut b, "logs/d/escaped");
+        file(&mut b, "logs/f");
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_cksum();
+        b.append_link(&mut h, "logs/l", outside.path()).unwrap();
+        file(&mut b, "logs/l/escaped-too");
+        let ar = b.into_inner().unwrap();
+        unpack_download(&ar, dst.path()).unwrap();
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        // The file link was replaced by the file; the links are still links.
+        assert!(
+            std::fs::symlink_metadata(dst.path().join("f"))
+                .unwrap()
+                .is_file()
+        );
+        assert!(
+            std::fs::symlink_metadata(dst.path().join("l"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn sockets_and_fifos_are_left_out_of_an_upload() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("a.txt"), "A").unwrap();
+        let _sock = std::os::unix::net::UnixListener::bind(src.path().join("s")).unwrap();
+        let ar = pack_at(src.path(), "/logs/artifacts").unwrap();
+        let names: Vec<String> = tar::Archive::new(&ar[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["logs/artifacts/a.txt"]);
     }
 
     #[test]

@@ -204,6 +204,43 @@ async fn a_failed_step_below_its_min_reward_ends_the_trial() {
 }
 
 #[tokio::test]
+async fn a_failed_setup_is_the_steps_failure_not_a_retried_infrastructure_error() {
+    let Some(docker) = autoagent_test_support::docker_backend().await else {
+        return;
+    };
+    let jobs = tempfile::tempdir().unwrap();
+    let mut cfg = config(jobs.path(), "setup-fails", "nop");
+    cfg.path = fixtures();
+    cfg.include = vec!["setup-fails".into()];
+    cfg.max_retries = 2;
+    let o = run(&cfg, Arc::new(docker), Arc::new(NopAgent)).await;
+    let d = dump(&o.job_dir);
+    let t = by_task(&o, "setup-fails");
+    assert_eq!(
+        (t.exception_info.as_ref(), o.result.stats.n_retries),
+        (None, 0),
+        "{d}"
+    );
+    let steps = t.step_results.as_ref().unwrap_or_else(|| panic!("{d}"));
+    assert_eq!(steps.len(), 2, "{d}");
+    let two = &steps[1];
+    let e = two.exception_info.as_ref().unwrap_or_else(|| panic!("{d}"));
+    assert_eq!(e.exception_type.as_str(), "RuntimeError", "{d}");
+    assert!(
+        e.exception_message
+            .contains("Step 'two' setup.sh exited with code 3: the fixture it needs is missing"),
+        "{}",
+        e.exception_message
+    );
+    assert!(
+        two.agent_execution.is_none() && two.verifier_result.is_none(),
+        "{d}"
+    );
+    // The mean leaves out the step without a verifier result.
+    assert_eq!(rewards(t), vec![("reward".into(), 1.0)], "{d}");
+}
+
+#[tokio::test]
 async fn a_separate_verifier_sees_only_the_artifacts_and_cannot_be_fooled_from_the_agent_side() {
     let Some(docker) = autoagent_test_support::docker_backend().await else {
         return;
@@ -289,6 +326,7 @@ async fn without_host_mounts_the_logs_are_collected_into_the_same_trial_folder()
 
     let mut cfg = config(jobs.path(), "no-mounts-steps", "oracle");
     cfg.path = fixtures();
+    cfg.include = vec!["three-steps".into(), "separate".into()];
     let o = run(&cfg, backend, Arc::new(OracleAgent)).await;
     let d = dump(&o.job_dir);
     assert_eq!(

@@ -85,12 +85,25 @@ pub(super) async fn start(
         sanitize(&spec.name),
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
+    // As for a single container: bind mounts only where the daemon sees this machine's paths.
+    let bind_mounts = backend
+        .inner
+        .bind_mounts
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let volumes: Vec<String> = if bind_mounts {
+        spec.mounts
+            .iter()
+            .map(|m| format!("{}:{}:rw", m.host.display(), m.target))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut main = serde_json::json!({
         "image": image,
         "command": ["sh", "-c", "sleep infinity"],
         "init": true,
         "environment": spec.env,
-        "volumes": spec.mounts.iter().map(|m| format!("{}:{}:rw", m.host.display(), m.target)).collect::<Vec<_>>(),
+        "volumes": volumes,
         "labels": { super::LABEL: spec.name.clone() },
     });
     // The caller's labels (the job id) too, so a resumed job finds what a killed one left.
@@ -154,7 +167,7 @@ pub(super) async fn start(
             "compose started no `main` container".to_owned(),
         ));
     }
-    Ok(DockerSandbox {
+    let sandbox = DockerSandbox {
         docker: backend.docker.clone(),
         backend: backend.inner.clone(),
         container_id: id,
@@ -162,9 +175,14 @@ pub(super) async fn start(
         workdir: spec.workdir.clone(),
         env: spec.env.clone(),
         destroyed: AtomicBool::new(false),
-        compose_project: Some(project),
-        host_mounts: true,
-    })
+        compose_project: Some(project.clone()),
+        host_mounts: bind_mounts,
+    };
+    if !bind_mounts && let Err(e) = sandbox.make_mount_dirs(spec).await {
+        down(host, &project).await;
+        return Err(e);
+    }
+    Ok(sandbox)
 }
 
 /// Brings a project down at once (`-t 0`: nothing to wait for), removing its volumes.
