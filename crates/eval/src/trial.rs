@@ -451,7 +451,6 @@ async fn run_phases(
     }
     let plan = VerifyPlan {
         tests: vec![task.tests_dir()],
-        script: "/tests/test.sh".to_owned(),
         timeout: Duration::from_secs_f64((cfg.verifier.timeout_sec * m).max(0.0)),
         user: cfg.verifier.user.as_ref().map(ToString::to_string),
         env: verifier_env,
@@ -543,6 +542,8 @@ async fn collect_verifier_logs(sb: &dyn Sandbox, trial_dir: &TrialDir) -> Result
 }
 
 const VERIFIER_LOGS: &str = "/logs/verifier";
+/// What the verifier runs: `tests/test.sh` (a step's over the task's), copied to `/tests`.
+const TEST_SCRIPT: &str = "/tests/test.sh";
 
 /// What one agent run left.
 struct AgentRun {
@@ -830,19 +831,8 @@ impl Phases<'_> {
                 }
             }
             if verifier_dirs_used {
-                let reset = format!(
-                    "{} && {}",
-                    empty_dirs(&[VERIFIER_LOGS], true),
-                    empty_dirs(&["/tests"], false)
-                );
-                let out = sb
-                    .exec(ExecRequest::new(reset).user(Some("root".to_owned())))
-                    .await;
-                if let Err(e) = out {
-                    log.line(&format!(
-                        "resetting the verifier's dirs: {}",
-                        blame(sb, &e, "resetting the verifier's dirs").await?
-                    ));
+                if let Some(note) = reset_verifier_dirs(sb).await? {
+                    log.line(&note);
                 }
                 verifier_dirs_used = false;
             }
@@ -886,14 +876,13 @@ impl Phases<'_> {
                 collect_artifacts(sb, &hooks, &artifacts, trial_dir, log).await;
                 if !spec.disable_verification {
                     let step_tests = task.step_dir(&step.name).join("tests");
+                    // The step's tests/ is uploaded after the task's, so its test.sh, when it
+                    // has one, is the one at /tests/test.sh.
                     let plan = VerifyPlan {
                         tests: [task.tests_dir(), step_tests.clone()]
                             .into_iter()
                             .filter(|d| d.is_dir())
                             .collect(),
-                        // The step's tests/ is uploaded after the task's, so its test.sh,
-                        // when it has one, is the one at /tests/test.sh.
-                        script: "/tests/test.sh".to_owned(),
                         timeout: Duration::from_secs_f64((step.verifier.timeout_sec * m).max(0.0)),
                         user: step
                             .verifier
@@ -907,18 +896,8 @@ impl Phases<'_> {
                     let verdict = if shared {
                         // Harbor's `_reset_shared_step_verifier_dirs`, before each shared
                         // verifier too: what the agent (or the image) left in /tests is gone.
-                        let reset = format!(
-                            "{} && {}",
-                            empty_dirs(&[VERIFIER_LOGS], true),
-                            empty_dirs(&["/tests"], false)
-                        );
                         let mut broken = run.broken;
-                        if let Err(e) = sb
-                            .exec(ExecRequest::new(reset).user(Some("root".to_owned())))
-                            .await
-                        {
-                            broken.push(blame(sb, &e, "emptying the verifier's dirs").await?);
-                        }
+                        broken.extend(reset_verifier_dirs(sb).await?);
                         verifier_dirs_used = true;
                         verify(sb, &plan, trial_dir, broken).await
                     } else {
@@ -1281,6 +1260,26 @@ async fn upload_artifacts(
     Ok(())
 }
 
+/// Harbor's `_reset_shared_step_verifier_dirs`: `/logs/verifier` and `/tests` emptied in the
+/// agent's sandbox. `Ok(Some(note))`: it failed in a sandbox that is still there (the agent's
+/// doing); `Err`: the sandbox is gone or its host does not answer.
+async fn reset_verifier_dirs(sb: &dyn Sandbox) -> Result<Option<String>, Failure> {
+    let reset = format!(
+        "{} && {}",
+        empty_dirs(&[VERIFIER_LOGS], true),
+        empty_dirs(&["/tests"], false)
+    );
+    match sb
+        .exec(ExecRequest::new(reset).user(Some("root".to_owned())))
+        .await
+    {
+        Ok(_) => Ok(None),
+        Err(e) => blame(sb, &e, "emptying the verifier's dirs")
+            .await
+            .map(Some),
+    }
+}
+
 /// A command that leaves each dir existing and empty (Harbor's `empty_dirs`), world-writable
 /// with `chmod`. The dir itself stays: it may be a mount point.
 fn empty_dirs(dirs: &[&str], chmod: bool) -> String {
@@ -1399,11 +1398,10 @@ async fn healthcheck(
 }
 
 /// What a verifier run needs: the dirs copied into `/tests` (in order: a step's tests go over
-/// the task's), the script, its time limit, user and env.
+/// the task's), the time limit, user and env of `/tests/test.sh`.
 #[derive(Debug, Clone)]
 struct VerifyPlan {
     tests: Vec<PathBuf>,
-    script: String,
     timeout: Duration,
     user: Option<String>,
     env: std::collections::BTreeMap<String, String>,
@@ -1441,7 +1439,7 @@ async fn verify(
             broken.push(note);
         }
     }
-    let script = autoagent_sandbox::shell_quote(&plan.script);
+    let script = TEST_SCRIPT;
     let prepare = ExecRequest::new(format!(
         "rm -f -- {VERIFIER_LOGS}/reward.txt {VERIFIER_LOGS}/reward.json; chmod +x {script}"
     ))
@@ -1468,13 +1466,13 @@ async fn verify(
             if out.exit_code != Some(0) && !said.trim().is_empty() {
                 broken.push(format!(
                     "running {}: exit {}: {}",
-                    plan.script,
+                    TEST_SCRIPT,
                     out.exit_code.map_or("-".to_owned(), |c| c.to_string()),
                     autoagent_harbor::text::cut_middle(said.trim(), 400, "…")
                 ));
             }
         }
-        Err(e) => broken.push(blame(sb, &e, &format!("running {}", plan.script)).await?),
+        Err(e) => broken.push(blame(sb, &e, &format!("running {TEST_SCRIPT}")).await?),
     }
     if let Err(e) = collect_verifier_logs(sb, trial_dir).await {
         broken.push(blame(sb, &e, &format!("copying {VERIFIER_LOGS} out")).await?);

@@ -432,17 +432,10 @@ impl DockerBackend {
             }
             Some("none".to_owned())
         };
-        let bind_mounts = self.inner.bind_mounts.load(Ordering::Relaxed);
+        let (bind_mounts, binds) = self.inner.binds(spec);
         let host_config = HostConfig {
             init: Some(true),
-            binds: Some(if bind_mounts {
-                spec.mounts
-                    .iter()
-                    .map(|m| format!("{}:{}:rw", m.host.display(), m.target))
-                    .collect()
-            } else {
-                Vec::new()
-            }),
+            binds: Some(binds),
             nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
             memory: spec.memory_mb.map(|m| (m * 1024 * 1024) as i64),
             network_mode,
@@ -683,6 +676,22 @@ pub struct DockerSandbox {
     compose_project: Option<String>,
     /// The spec's mounts are bind mounts ([`DockerBackend::set_bind_mounts`]).
     host_mounts: bool,
+}
+
+impl Inner {
+    /// Whether this daemon gets bind mounts, and the spec's mounts as `host:target:rw` binds
+    /// (none without them: the targets are then made in the container).
+    fn binds(&self, spec: &EnvironmentSpec) -> (bool, Vec<String>) {
+        if !self.bind_mounts.load(Ordering::Relaxed) {
+            return (false, Vec::new());
+        }
+        let binds = spec
+            .mounts
+            .iter()
+            .map(|m| format!("{}:{}:rw", m.host.display(), m.target))
+            .collect();
+        (true, binds)
+    }
 }
 
 impl DockerSandbox {

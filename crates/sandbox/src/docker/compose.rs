@@ -86,18 +86,7 @@ pub(super) async fn start(
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     // As for a single container: bind mounts only where the daemon sees this machine's paths.
-    let bind_mounts = backend
-        .inner
-        .bind_mounts
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let volumes: Vec<String> = if bind_mounts {
-        spec.mounts
-            .iter()
-            .map(|m| format!("{}:{}:rw", m.host.display(), m.target))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let (bind_mounts, volumes) = backend.inner.binds(spec);
     let mut main = serde_json::json!({
         "image": image,
         "command": ["sh", "-c", "sleep infinity"],
